@@ -1,0 +1,371 @@
+//! The HTTP policy: safe defaults for `http::Request` / `http::Response`.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::time::SystemTime;
+
+use http::{Method, Request, Response, StatusCode};
+
+use crate::error::NoRetry;
+use crate::event::RetryInfo;
+use crate::hint;
+use crate::policy::{Action, Policy, Reason};
+
+/// Retries what is safe to retry over HTTP, and obeys the server's hints.
+///
+/// | outcome | verdict |
+/// |---|---|
+/// | 429 | retry, reason "rate limited", with the server's hint |
+/// | 503 with a hint | retry, reason "rate limited", with the hint |
+/// | 408, 500, 502, 503, 504 | retry, with the server's hint if any |
+/// | any other status (2xx, 3xx, 400, 401, 403, 404, 422, ...) | done: returned as `Ok` |
+/// | connection errors, timeouts, other transport errors | retry |
+/// | errors that cannot heal (permission denied, invalid input or data, not found, unsupported) | fail |
+///
+/// Only idempotent requests are sent twice: `GET`, `HEAD`, `OPTIONS`,
+/// `TRACE`, `PUT` and `DELETE`, or any request with an `Idempotency-Key`
+/// header, unless [`retry_non_idempotent`](Self::retry_non_idempotent) says
+/// otherwise. A response accepted after retries carries a [`RetryInfo`] in
+/// its extensions.
+///
+/// Hints (`Retry-After` in all its forms, `RateLimit`, `RateLimit-Reset`,
+/// `X-RateLimit-Reset`) are parsed by [`hint::from_headers`]; dates are
+/// measured against the response's `Date` header, else the policy's clock.
+///
+/// Errors are classified through `C`, a [`ClassifyError`]: [`DefaultErrors`]
+/// walks the error's `source()` chain for I/O error kinds and timeouts, and
+/// works with any `E: Error + 'static`. For a stack whose error is tower's
+/// `BoxError`, use [`HttpPolicy::boxed_errors`].
+#[derive(Clone, Copy)]
+pub struct HttpPolicy<C = DefaultErrors> {
+    retry_non_idempotent: bool,
+    clock: fn() -> SystemTime,
+    errors: C,
+}
+
+impl HttpPolicy {
+    /// The defaults in the table above.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            retry_non_idempotent: false,
+            clock: SystemTime::now,
+            errors: DefaultErrors,
+        }
+    }
+
+    /// The same, for services whose error is `Box<dyn Error + Send + Sync>`
+    /// (tower's `BoxError`).
+    #[must_use]
+    pub fn boxed_errors() -> HttpPolicy<BoxedErrors> {
+        Self::new().classify_errors(BoxedErrors)
+    }
+}
+
+impl Default for HttpPolicy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C> HttpPolicy<C> {
+    /// Retries `POST`, `PATCH` and other non-idempotent requests too. Only
+    /// for servers that tolerate duplicates.
+    #[must_use]
+    pub fn retry_non_idempotent(mut self, yes: bool) -> Self {
+        self.retry_non_idempotent = yes;
+        self
+    }
+
+    /// The wall clock for HTTP-dates in responses without a `Date` header
+    /// (default [`SystemTime::now`]); for tests.
+    #[must_use]
+    pub fn clock(mut self, clock: fn() -> SystemTime) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Classifies transport errors with `errors` instead.
+    #[must_use]
+    pub fn classify_errors<D>(self, errors: D) -> HttpPolicy<D> {
+        HttpPolicy {
+            retry_non_idempotent: self.retry_non_idempotent,
+            clock: self.clock,
+            errors,
+        }
+    }
+
+    /// The verdict on a response alone.
+    pub fn classify_response<B>(&self, response: &Response<B>) -> Action {
+        let status = response.status();
+        let code = status.as_u16();
+        let retryable = matches!(
+            status,
+            StatusCode::REQUEST_TIMEOUT
+                | StatusCode::TOO_MANY_REQUESTS
+                | StatusCode::INTERNAL_SERVER_ERROR
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT
+        );
+        if !retryable {
+            return Action::Done;
+        }
+        let hint = hint::from_headers(response.headers(), (self.clock)());
+        let throttled = status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::SERVICE_UNAVAILABLE && hint.is_some());
+        let reason = if throttled {
+            Reason::RateLimited
+        } else {
+            Reason::Status(code)
+        };
+        Action::Retry { reason, hint }
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for HttpPolicy<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpPolicy")
+            .field("retry_non_idempotent", &self.retry_non_idempotent)
+            .field("errors", &self.errors)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a method may be sent twice without doing its work twice
+/// (RFC 9110 §9.2.2).
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+impl<B, RB, E, C> Policy<Request<B>, Response<RB>, E> for HttpPolicy<C>
+where
+    C: ClassifyError<E>,
+{
+    fn classify(&self, outcome: &Result<Response<RB>, E>) -> Action {
+        match outcome {
+            Ok(response) => self.classify_response(response),
+            Err(error) => self.errors.classify_error(error),
+        }
+    }
+
+    fn check_request(&self, request: &Request<B>) -> Result<(), NoRetry> {
+        if self.retry_non_idempotent
+            || is_idempotent(request.method())
+            || request.headers().contains_key("idempotency-key")
+        {
+            Ok(())
+        } else {
+            Err(NoRetry::NotIdempotent)
+        }
+    }
+
+    fn on_done(&self, response: &mut Response<RB>, retries: u32) {
+        if retries > 0 {
+            response.extensions_mut().insert(RetryInfo::new(retries));
+        }
+    }
+}
+
+/// Classifies a service's errors for [`HttpPolicy`].
+///
+/// Implemented by [`DefaultErrors`] and by closures `Fn(&E) -> Action`.
+pub trait ClassifyError<E> {
+    /// The verdict on one error.
+    fn classify_error(&self, error: &E) -> Action;
+}
+
+impl<E, F> ClassifyError<E> for F
+where
+    F: Fn(&E) -> Action,
+{
+    fn classify_error(&self, error: &E) -> Action {
+        self(error)
+    }
+}
+
+/// The default error classification: walks the `source()` chain.
+///
+/// I/O errors of kind refused, reset, aborted, not connected, broken pipe,
+/// unexpected EOF are connection failures; `TimedOut` and tokio's `Elapsed`
+/// are timeouts; permission denied, not found, invalid input or data and
+/// unsupported are permanent. Anything else is a transient transport
+/// failure: an HTTP client's errors are, by nature, mostly about the
+/// network (hyper's "connection closed before message completed", say).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultErrors;
+
+impl DefaultErrors {
+    /// The verdict on any error, through its `source()` chain.
+    pub fn classify_dyn(error: &(dyn StdError + 'static)) -> Action {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if e.is::<tokio::time::error::Elapsed>() {
+                return Action::retry(Reason::Timeout);
+            }
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                use io::ErrorKind as K;
+                match io.kind() {
+                    K::TimedOut | K::WouldBlock => return Action::retry(Reason::Timeout),
+                    K::ConnectionRefused
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::NotConnected
+                    | K::BrokenPipe
+                    | K::UnexpectedEof
+                    | K::AddrNotAvailable => return Action::retry(Reason::Connection),
+                    K::PermissionDenied
+                    | K::NotFound
+                    | K::InvalidInput
+                    | K::InvalidData
+                    | K::Unsupported => return Action::fail(Reason::Error),
+                    _ => {}
+                }
+            }
+            next = e.source();
+        }
+        Action::retry(Reason::Error)
+    }
+}
+
+impl<E: StdError + 'static> ClassifyError<E> for DefaultErrors {
+    fn classify_error(&self, error: &E) -> Action {
+        Self::classify_dyn(error)
+    }
+}
+
+/// [`DefaultErrors`] for boxed errors, which do not implement `Error`
+/// themselves.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BoxedErrors;
+
+impl ClassifyError<Box<dyn StdError + Send + Sync>> for BoxedErrors {
+    fn classify_error(&self, error: &Box<dyn StdError + Send + Sync>) -> Action {
+        DefaultErrors::classify_dyn(&**error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Hint, HintSource};
+    use std::time::Duration;
+
+    type Outcome = Result<Response<()>, io::Error>;
+
+    fn response(status: u16, headers: &[(&str, &str)]) -> Outcome {
+        let mut r = Response::builder().status(status);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        Ok(r.body(()).unwrap())
+    }
+
+    fn classify(outcome: &Outcome) -> Action {
+        Policy::<Request<()>, _, _>::classify(&HttpPolicy::new(), outcome)
+    }
+
+    #[test]
+    fn statuses() {
+        for code in [408, 500, 502, 503, 504] {
+            assert_eq!(
+                classify(&response(code, &[])),
+                Action::retry(Reason::Status(code)),
+                "{code}"
+            );
+        }
+        for code in [200, 201, 204, 301, 304, 400, 401, 403, 404, 409, 422, 501] {
+            assert_eq!(classify(&response(code, &[])), Action::Done, "{code}");
+        }
+        let hint = Hint {
+            delay: Duration::from_secs(7),
+            source: HintSource::RetryAfter,
+        };
+        assert_eq!(
+            classify(&response(429, &[("retry-after", "7")])),
+            Action::retry_after(Reason::RateLimited, hint)
+        );
+        assert_eq!(
+            classify(&response(503, &[("retry-after", "7")])),
+            Action::retry_after(Reason::RateLimited, hint)
+        );
+        assert_eq!(
+            classify(&response(429, &[("retry-after", "-7")])),
+            Action::retry(Reason::RateLimited)
+        );
+    }
+
+    #[test]
+    fn errors_through_the_source_chain() {
+        #[derive(Debug)]
+        struct Wrapper(io::Error);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("client error")
+            }
+        }
+        impl StdError for Wrapper {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let p = HttpPolicy::new();
+        let verdict = |e: Wrapper| Policy::<Request<()>, Response<()>, _>::classify(&p, &Err(e));
+        assert_eq!(
+            verdict(Wrapper(io::ErrorKind::ConnectionRefused.into())),
+            Action::retry(Reason::Connection)
+        );
+        assert_eq!(
+            verdict(Wrapper(io::ErrorKind::TimedOut.into())),
+            Action::retry(Reason::Timeout)
+        );
+        assert_eq!(
+            verdict(Wrapper(io::ErrorKind::PermissionDenied.into())),
+            Action::fail(Reason::Error)
+        );
+        assert_eq!(
+            verdict(Wrapper(io::Error::other("?"))),
+            Action::retry(Reason::Error)
+        );
+
+        let boxed: Box<dyn StdError + Send + Sync> =
+            Box::new(io::Error::from(io::ErrorKind::ConnectionReset));
+        let p = HttpPolicy::boxed_errors();
+        assert_eq!(
+            Policy::<Request<()>, Response<()>, _>::classify(&p, &Err(boxed)),
+            Action::retry(Reason::Connection)
+        );
+    }
+
+    #[test]
+    fn only_idempotent_requests_are_replayed() {
+        let p = HttpPolicy::new();
+        let check = |p: &HttpPolicy, method: Method, key: bool| {
+            let mut r = Request::builder().method(method);
+            if key {
+                r = r.header("Idempotency-Key", "abc");
+            }
+            Policy::<_, Response<()>, io::Error>::check_request(p, &r.body(()).unwrap())
+        };
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::PUT,
+            Method::DELETE,
+        ] {
+            assert_eq!(check(&p, m, false), Ok(()));
+        }
+        assert_eq!(check(&p, Method::POST, false), Err(NoRetry::NotIdempotent));
+        assert_eq!(check(&p, Method::PATCH, false), Err(NoRetry::NotIdempotent));
+        assert_eq!(check(&p, Method::POST, true), Ok(()));
+        assert_eq!(
+            check(&p.retry_non_idempotent(true), Method::POST, false),
+            Ok(())
+        );
+    }
+}
