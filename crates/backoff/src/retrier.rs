@@ -288,6 +288,9 @@ impl<D: Iterator<Item = Duration>> Attempts<D> {
     where
         B: Backoff<Delays = D>,
     {
+        // Without an elapsed-time limit the clock was not read at the
+        // start: the first failure starts it.
+        self.started.get_or_insert(now);
         let (reason, hint) = match action {
             // Callers handle `Done` first; should one slip through, stopping
             // is the safe answer.
@@ -315,7 +318,7 @@ impl<D: Iterator<Item = Duration>> Attempts<D> {
             _ => (scheduled, DelaySource::Backoff),
         };
         if let Some(limit) = backoff.max_elapsed() {
-            let started = *self.started.get_or_insert(now);
+            let started = self.started.unwrap_or(now);
             let ends = now.saturating_duration_since(started).saturating_add(delay);
             if ends > limit {
                 let kind = match source {
