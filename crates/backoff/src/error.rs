@@ -66,6 +66,12 @@ pub enum ErrorKind {
 /// (`into_last`). Its `Display` says what happened and what to do; its
 /// `source` is the inner error, if the last outcome was one.
 pub struct RetryError<T, E> {
+    inner: Box<Inner<T, E>>,
+}
+
+/// Boxed, so that `Result<T, RetryError<..>>` stays small however large the
+/// response it carries: the allocation happens only on the failure path.
+struct Inner<T, E> {
     kind: ErrorKind,
     reason: Reason,
     retries: u32,
@@ -84,41 +90,43 @@ impl<T, E> RetryError<T, E> {
         last: Result<T, E>,
     ) -> Self {
         Self {
-            kind,
-            reason,
-            retries,
-            elapsed,
-            retry_after: None,
-            ceiling: None,
-            last,
+            inner: Box::new(Inner {
+                kind,
+                reason,
+                retries,
+                elapsed,
+                retry_after: None,
+                ceiling: None,
+                last,
+            }),
         }
     }
 
     pub(crate) fn with_retry_after(mut self, hint: Duration, ceiling: Duration) -> Self {
-        self.retry_after = Some(hint);
-        self.ceiling = Some(ceiling);
+        self.inner.retry_after = Some(hint);
+        self.inner.ceiling = Some(ceiling);
         self
     }
 
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.inner.kind
     }
 
     /// Why the last attempt failed, as the policy saw it.
     pub fn reason(&self) -> Reason {
-        self.reason
+        self.inner.reason
     }
 
     /// Whether trying again later (or resuming) can succeed: everything but
     /// [`ErrorKind::Fatal`].
     pub fn is_recoverable(&self) -> bool {
-        !matches!(self.kind, ErrorKind::Fatal)
+        !matches!(self.inner.kind, ErrorKind::Fatal)
     }
 
     /// How many retries were made (attempts minus one).
     pub fn retries(&self) -> u32 {
-        self.retries
+        self.inner.retries
     }
 
     /// Time from the first attempt to giving up. Measured from the start of
@@ -126,44 +134,45 @@ impl<T, E> RetryError<T, E> {
     /// from the end of the first failed attempt otherwise (the happy path
     /// does not read the clock).
     pub fn elapsed(&self) -> Duration {
-        self.elapsed
+        self.inner.elapsed
     }
 
     /// How long the server asked to wait, counted from when the last
     /// response arrived: when to come back. Set for
     /// [`ErrorKind::RetryAfterTooLong`].
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.inner.retry_after
     }
 
     /// The last outcome, borrowed.
     pub fn last(&self) -> &Result<T, E> {
-        &self.last
+        &self.inner.last
     }
 
     /// The last outcome: the inner error, or the response that was not
     /// accepted.
     pub fn into_last(self) -> Result<T, E> {
-        self.last
+        self.inner.last
     }
 
     /// The inner error, if the last outcome was one.
     pub fn inner_error(&self) -> Option<&E> {
-        self.last.as_ref().err()
+        self.inner.last.as_ref().err()
     }
 }
 
 impl<T, E: fmt::Debug> fmt::Debug for RetryError<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &*self.inner;
         let mut d = f.debug_struct("RetryError");
-        d.field("kind", &self.kind)
-            .field("reason", &self.reason)
-            .field("retries", &self.retries)
-            .field("elapsed", &self.elapsed);
-        if let Some(hint) = self.retry_after {
+        d.field("kind", &e.kind)
+            .field("reason", &e.reason)
+            .field("retries", &e.retries)
+            .field("elapsed", &e.elapsed);
+        if let Some(hint) = e.retry_after {
             d.field("retry_after", &hint);
         }
-        match &self.last {
+        match &e.last {
             Ok(_) => d.field("last", &"Ok(<response>)"),
             Err(e) => d.field("last", e),
         };
@@ -173,25 +182,26 @@ impl<T, E: fmt::Debug> fmt::Debug for RetryError<T, E> {
 
 impl<T, E> fmt::Display for RetryError<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let reason = self.reason;
-        match self.kind {
+        let e = &*self.inner;
+        let reason = e.reason;
+        match e.kind {
             ErrorKind::Exhausted => {
-                let n = self.retries;
+                let n = e.retries;
                 let s = if n == 1 { "y" } else { "ies" };
                 write!(
                     f,
                     "{reason} after {n} retr{s} in {}; try again later",
-                    HumanDuration(self.elapsed)
+                    HumanDuration(e.elapsed)
                 )
             }
             ErrorKind::RetryAfterTooLong => {
-                let hint = self.retry_after.unwrap_or_default();
+                let hint = e.retry_after.unwrap_or_default();
                 write!(
                     f,
                     "{reason}; the server asked to wait {}",
                     HumanDuration(hint)
                 )?;
-                if let Some(ceiling) = self.ceiling {
+                if let Some(ceiling) = e.ceiling {
                     write!(f, ", longer than the {} allowed", HumanDuration(ceiling))?;
                 }
                 write!(
@@ -226,7 +236,7 @@ where
     E: StdError + 'static,
 {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        match &self.last {
+        match &self.inner.last {
             Ok(_) => None,
             Err(e) => Some(e),
         }

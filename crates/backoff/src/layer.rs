@@ -205,7 +205,7 @@ pub mod future {
         #[project = StateProj]
         enum State<F> {
             Calling { #[pin] future: F },
-            Sleeping { #[pin] sleep: Sleep },
+            Sleeping { sleep: Pin<Box<Sleep>> },
             Readying,
         }
     }
@@ -277,12 +277,15 @@ pub mod future {
                         };
                         retrier.announce(&event);
                         *this.next = Some(next);
+                        // Boxed: the sleep exists only on the retry path, and
+                        // keeping it out of line keeps the happy path's future
+                        // small.
                         this.state.set(State::Sleeping {
-                            sleep: tokio::time::sleep(event.delay),
+                            sleep: Box::pin(tokio::time::sleep(event.delay)),
                         });
                     }
                     StateProj::Sleeping { sleep } => {
-                        ready!(sleep.poll(cx));
+                        ready!(sleep.as_mut().poll(cx));
                         this.state.set(State::Readying);
                     }
                     StateProj::Readying => {

@@ -53,7 +53,7 @@ pub enum HintMode {
 ///     .run(|| {
 ///         calls += 1;
 ///         let n = calls;
-///         async move { if n < 3 { Err("flaky") } else { Ok(n) } }
+///         async move { if n < 3 { Err(std::io::Error::other("flaky")) } else { Ok(n) } }
 ///     })
 ///     .await?;
 /// assert_eq!(value, 3);
@@ -66,6 +66,13 @@ pub struct Retrier<B, P = RetryErrors> {
     pub(crate) policy: P,
     max_retry_after: Duration,
     hint_mode: HintMode,
+    /// The budget and the hook, rarely set: one pointer, so that copying
+    /// the retrier into each call's future stays cheap.
+    extras: Option<Arc<Extras>>,
+}
+
+#[derive(Clone, Default)]
+struct Extras {
     budget: Option<RetryBudget>,
     notify: Option<Notify>,
 }
@@ -78,8 +85,7 @@ impl<B> Retrier<B> {
             policy: RetryErrors,
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
             hint_mode: HintMode::Floor,
-            budget: None,
-            notify: None,
+            extras: None,
         }
     }
 }
@@ -93,8 +99,7 @@ impl<B, P> Retrier<B, P> {
             policy,
             max_retry_after: self.max_retry_after,
             hint_mode: self.hint_mode,
-            budget: self.budget,
-            notify: self.notify,
+            extras: self.extras,
         }
     }
 
@@ -118,15 +123,23 @@ impl<B, P> Retrier<B, P> {
     /// with [`ErrorKind::BudgetExhausted`]. Clones of the budget share it.
     #[must_use]
     pub fn budget(mut self, budget: RetryBudget) -> Self {
-        self.budget = Some(budget);
+        self.extras_mut().budget = Some(budget);
         self
+    }
+
+    fn extras_mut(&mut self) -> &mut Extras {
+        Arc::make_mut(self.extras.get_or_insert_with(Arc::default))
+    }
+
+    fn budget_ref(&self) -> Option<&RetryBudget> {
+        self.extras.as_ref()?.budget.as_ref()
     }
 
     /// Calls `hook` before each retry's sleep, e.g. to show "rate limited,
     /// retrying in 4s" in a progress bar. Keep it quick: it runs inline.
     #[must_use]
     pub fn on_retry(mut self, hook: impl Fn(&RetryEvent) + Send + Sync + 'static) -> Self {
-        self.notify = Some(Arc::new(hook));
+        self.extras_mut().notify = Some(Arc::new(hook));
         self
     }
 
@@ -147,7 +160,7 @@ impl<B, P> Retrier<B, P> {
     where
         B: Backoff,
     {
-        if let Some(budget) = &self.budget {
+        if let Some(budget) = self.budget_ref() {
             budget.deposit();
         }
         self.backoff.max_elapsed().map(|_| Instant::now())
@@ -162,7 +175,7 @@ impl<B, P> Retrier<B, P> {
             reason = %event.reason,
             "{event}"
         );
-        if let Some(notify) = &self.notify {
+        if let Some(notify) = self.extras.as_ref().and_then(|e| e.notify.as_ref()) {
             notify(event);
         }
     }
@@ -208,8 +221,15 @@ impl<B: fmt::Debug, P: fmt::Debug> fmt::Debug for Retrier<B, P> {
             .field("policy", &self.policy)
             .field("max_retry_after", &self.max_retry_after)
             .field("hint_mode", &self.hint_mode)
-            .field("budget", &self.budget)
-            .field("on_retry", &self.notify.as_ref().map(|_| "<hook>"))
+            .field("budget", &self.budget_ref())
+            .field(
+                "on_retry",
+                &self
+                    .extras
+                    .as_ref()
+                    .and_then(|e| e.notify.as_ref())
+                    .map(|_| "<hook>"),
+            )
             .finish()
     }
 }
@@ -266,7 +286,9 @@ pub(crate) struct Stop {
 pub(crate) struct Attempts<D> {
     pub(crate) retries: u32,
     started: Option<Instant>,
-    delays: Option<D>,
+    /// Made on the first failure, and boxed so that the state of an
+    /// operation that never fails stays small.
+    delays: Option<Box<D>>,
 }
 
 impl<D: Iterator<Item = Duration>> Attempts<D> {
@@ -308,7 +330,11 @@ impl<D: Iterator<Item = Duration>> Attempts<D> {
             return self.stop(ErrorKind::NotRetried(why), reason, hint, now);
         }
         let backoff = &retrier.backoff;
-        let Some(scheduled) = self.delays.get_or_insert_with(|| backoff.delays()).next() else {
+        let Some(scheduled) = self
+            .delays
+            .get_or_insert_with(|| Box::new(backoff.delays()))
+            .next()
+        else {
             return self.stop(ErrorKind::Exhausted, reason, hint, now);
         };
         let (delay, source) = match hint {
@@ -328,7 +354,7 @@ impl<D: Iterator<Item = Duration>> Attempts<D> {
                 return self.stop(kind, reason, hint, now);
             }
         }
-        if let Some(budget) = &retrier.budget {
+        if let Some(budget) = retrier.budget_ref() {
             if !budget.withdraw() {
                 return self.stop(ErrorKind::BudgetExhausted, reason, hint, now);
             }

@@ -255,39 +255,25 @@ impl Schedule {
         self.delays()
     }
 
-    /// The bounds `[low, high]` that retry `retry` (1-based) lies within,
-    /// given the previous delay (only decorrelated jitter depends on it).
-    /// The cap is applied.
-    #[must_use]
-    pub fn bounds(&self, retry: u32, previous: Duration) -> (Duration, Duration) {
-        let d = self.plain_ns(retry);
-        let (low, high) = match self.jitter {
+    /// The uncapped bounds in nanoseconds. All arithmetic is `f64`: it
+    /// saturates to infinity instead of overflowing, and the cap (or the
+    /// `u64` nanosecond limit) brings it back.
+    fn bounds_ns(&self, d: f64, previous_ns: f64) -> (f64, f64) {
+        match self.jitter {
             Jitter::None => (d, d),
             Jitter::Full => (0.0, d),
             Jitter::Equal => (d / 2.0, d),
             Jitter::Proportional { low, high } => (d * low, d * high),
             Jitter::Decorrelated => {
                 let base = self.base_ns();
-                (base, (previous.as_nanos() as f64 * 3.0).max(base))
+                (base, (previous_ns * 3.0).max(base))
             }
-        };
-        (self.capped(low), self.capped(high))
+        }
     }
 
     fn base_ns(&self) -> f64 {
         match self.shape {
-            Shape::Exponential { base, .. } | Shape::Constant(base) => base.as_nanos() as f64,
-        }
-    }
-
-    /// The un-jittered delay before retry `retry` (1-based), in nanoseconds.
-    fn plain_ns(&self, retry: u32) -> f64 {
-        match self.shape {
-            Shape::Constant(d) => d.as_nanos() as f64,
-            Shape::Exponential { base, factor } => {
-                let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
-                base.as_nanos() as f64 * factor.powi(exponent)
-            }
+            Shape::Exponential { base, .. } | Shape::Constant(base) => nanos(base),
         }
     }
 
@@ -298,6 +284,12 @@ impl Schedule {
             None => d,
         }
     }
+}
+
+/// A duration in nanoseconds, as `f64` (exact below 2^53 ns, 104 days),
+/// without the slow `u128` conversion of `as_nanos() as f64`.
+fn nanos(d: Duration) -> f64 {
+    d.as_secs() as f64 * 1e9 + f64::from(d.subsec_nanos())
 }
 
 impl Backoff for Schedule {
@@ -317,6 +309,7 @@ impl Backoff for Schedule {
                 ..self.clone()
             },
             retry: 0,
+            plain: self.base_ns(),
             previous: Duration::ZERO,
             total: Duration::ZERO,
             rng,
@@ -336,6 +329,8 @@ impl Backoff for Schedule {
 pub struct Delays {
     schedule: Schedule,
     retry: u32,
+    /// The un-jittered delay of the next retry, in nanoseconds.
+    plain: f64,
     previous: Duration,
     total: Duration,
     rng: SplitMix64,
@@ -360,21 +355,25 @@ impl Iterator for Delays {
             return None;
         }
         let retry = self.retry + 1;
-        let previous = if self.retry == 0 {
-            Duration::ZERO
+        let previous_ns = if self.retry == 0 {
+            0.0
         } else {
-            self.previous
+            nanos(self.previous)
         };
-        let (low, high) = s.bounds(retry, previous.max(saturating_from_nanos(s.base_ns())));
-        let delay = if low == high {
+        let plain = self.plain;
+        if let Shape::Exponential { factor, .. } = s.shape {
+            // One multiply per retry; infinity once it overflows, which the
+            // cap (or the u64-nanosecond ceiling) brings back.
+            self.plain *= factor;
+        }
+        let (low, high) = s.bounds_ns(plain, previous_ns.max(s.base_ns()));
+        let ns = if low < high {
+            // Rounding must not step outside the bounds.
+            self.rng.between(low, high).clamp(low, high)
+        } else {
             low
-        } else {
-            let ns = self
-                .rng
-                .between(low.as_nanos() as f64, high.as_nanos() as f64);
-            // Rounding in the conversion must not step outside the bounds.
-            saturating_from_nanos(ns).clamp(low, high)
         };
+        let delay = s.capped(ns);
         let total = self.total.saturating_add(delay);
         if s.max_elapsed.is_some_and(|limit| total > limit) {
             self.retry = s.max_retries;

@@ -109,10 +109,16 @@ fn a_first_time_http_success_allocates_nothing_beyond_the_request_copy() {
 #[test]
 fn a_first_time_success_of_the_plain_driver_allocates_nothing() {
     let retrier = Retrier::new(schedule());
-    assert_eq!(now_or_never(retrier.run(|| async { Ok::<_, ()>(1) })).ok(), Some(1));
+    assert_eq!(
+        now_or_never(retrier.run(|| async { Ok::<_, ()>(1) })).ok(),
+        Some(1)
+    );
     let before = allocations();
     for _ in 0..1_000 {
-        assert_eq!(now_or_never(retrier.run(|| async { Ok::<_, ()>(1) })).ok(), Some(1));
+        assert_eq!(
+            now_or_never(retrier.run(|| async { Ok::<_, ()>(1) })).ok(),
+            Some(1)
+        );
     }
     assert_eq!(allocations() - before, 0);
 }

@@ -42,7 +42,9 @@ fn gaps(log: &[Instant]) -> Vec<Duration> {
 #[tokio::test(start_paused = true)]
 async fn sleeps_follow_the_schedule_exactly() {
     let log = RefCell::new(Vec::new());
-    let value = retry(doubling(5), flaky(4, &log)).await.expect("fifth attempt succeeds");
+    let value = retry(doubling(5), flaky(4, &log))
+        .await
+        .expect("fifth attempt succeeds");
     assert_eq!(value, 5);
     assert_eq!(gaps(&log.borrow()), [1, 2, 4, 8].map(secs));
 }
@@ -51,7 +53,9 @@ async fn sleeps_follow_the_schedule_exactly() {
 async fn exhaustion_reports_retries_elapsed_and_the_last_error() {
     let log = RefCell::new(Vec::new());
     let start = Instant::now();
-    let err = retry(doubling(3), flaky(usize::MAX, &log)).await.unwrap_err();
+    let err = retry(doubling(3), flaky(usize::MAX, &log))
+        .await
+        .unwrap_err();
     assert_eq!(log.borrow().len(), 4, "one attempt plus three retries");
     assert_eq!(err.kind(), ErrorKind::Exhausted);
     assert_eq!(err.retries(), 3);
@@ -59,7 +63,10 @@ async fn exhaustion_reports_retries_elapsed_and_the_last_error() {
     assert!(err.is_recoverable());
     assert_eq!(start.elapsed(), secs(7));
     assert_eq!(err.elapsed(), secs(7));
-    assert_eq!(err.to_string(), "request failed after 3 retries in 7s; try again later");
+    assert_eq!(
+        err.to_string(),
+        "request failed after 3 retries in 7s; try again later"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -92,7 +99,10 @@ async fn hook_and_events_say_why_and_how_long() {
         .policy(|outcome: &Result<u16, ()>| match outcome {
             Ok(429) => Action::retry_after(
                 Reason::RateLimited,
-                Hint { delay: secs(4), source: HintSource::RetryAfter },
+                Hint {
+                    delay: secs(4),
+                    source: HintSource::RetryAfter,
+                },
             ),
             Ok(503) => Action::retry(Reason::Status(503)),
             _ => Action::Done,
@@ -107,8 +117,15 @@ async fn hook_and_events_say_why_and_how_long() {
     let events = events.lock().unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].retry, 1);
-    assert_eq!(events[0].delay, secs(4), "the hint is a floor above the 1 s backoff");
-    assert_eq!(events[0].source, DelaySource::Server(HintSource::RetryAfter));
+    assert_eq!(
+        events[0].delay,
+        secs(4),
+        "the hint is a floor above the 1 s backoff"
+    );
+    assert_eq!(
+        events[0].source,
+        DelaySource::Server(HintSource::RetryAfter)
+    );
     assert_eq!(events[0].to_string(), "rate limited, retrying in 4s");
     assert_eq!(events[1].delay, secs(2));
     assert_eq!(events[1].source, DelaySource::Backoff);
@@ -117,7 +134,13 @@ async fn hook_and_events_say_why_and_how_long() {
 
 fn hinted(delay: Duration) -> impl Fn(&Result<(), ()>) -> Action + Clone {
     move |_: &Result<(), ()>| {
-        Action::retry_after(Reason::RateLimited, Hint { delay, source: HintSource::RetryAfter })
+        Action::retry_after(
+            Reason::RateLimited,
+            Hint {
+                delay,
+                source: HintSource::RetryAfter,
+            },
+        )
     }
 }
 
@@ -125,19 +148,34 @@ fn hinted(delay: Duration) -> impl Fn(&Result<(), ()>) -> Action + Clone {
 async fn a_hint_below_the_backoff_does_not_shorten_it() {
     let log = RefCell::new(Vec::new());
     let retrier = Retrier::new(Schedule::constant(secs(10)).max_retries(1)).policy(hinted(secs(3)));
-    let _ = retrier.run(|| { log.borrow_mut().push(Instant::now()); std::future::ready(Err(())) }).await;
+    let _ = retrier
+        .run(|| {
+            log.borrow_mut().push(Instant::now());
+            std::future::ready(Err(()))
+        })
+        .await;
     assert_eq!(gaps(&log.borrow()), [secs(10)]);
 
     log.borrow_mut().clear();
     let exact = retrier.clone().hint_mode(HintMode::Exact);
-    let _ = exact.run(|| { log.borrow_mut().push(Instant::now()); std::future::ready(Err(())) }).await;
+    let _ = exact
+        .run(|| {
+            log.borrow_mut().push(Instant::now());
+            std::future::ready(Err(()))
+        })
+        .await;
     assert_eq!(gaps(&log.borrow()), [secs(3)]);
 
     log.borrow_mut().clear();
     let ignore = Retrier::new(Schedule::constant(secs(1)).max_retries(1))
         .policy(hinted(secs(30)))
         .hint_mode(HintMode::Ignore);
-    let _ = ignore.run(|| { log.borrow_mut().push(Instant::now()); std::future::ready(Err(())) }).await;
+    let _ = ignore
+        .run(|| {
+            log.borrow_mut().push(Instant::now());
+            std::future::ready(Err(()))
+        })
+        .await;
     assert_eq!(gaps(&log.borrow()), [secs(1)]);
 }
 
@@ -146,7 +184,13 @@ async fn a_hint_over_the_ceiling_fails_at_once_with_when_to_come_back() {
     let start = Instant::now();
     let mut calls = 0;
     let retrier = Retrier::new(doubling(5)).policy(hinted(secs(396_749)));
-    let err = retrier.run(|| { calls += 1; std::future::ready(Err(())) }).await.unwrap_err();
+    let err = retrier
+        .run(|| {
+            calls += 1;
+            std::future::ready(Err(()))
+        })
+        .await
+        .unwrap_err();
     assert_eq!(calls, 1);
     assert_eq!(start.elapsed(), Duration::ZERO, "no sleep at all");
     assert_eq!(err.kind(), ErrorKind::RetryAfterTooLong);
@@ -156,13 +200,18 @@ async fn a_hint_over_the_ceiling_fails_at_once_with_when_to_come_back() {
 
     // A hint within the ceiling but past the deadline fails the same way.
     let retrier = Retrier::new(doubling(5).max_elapsed(secs(60))).policy(hinted(secs(120)));
-    let err = retrier.run(|| std::future::ready(Err(()))).await.unwrap_err();
+    let err = retrier
+        .run(|| std::future::ready(Err(())))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RetryAfterTooLong);
     assert_eq!(err.retry_after(), Some(secs(120)));
 
     // A raised ceiling obeys it.
     let start = Instant::now();
-    let retrier = Retrier::new(doubling(1)).policy(hinted(secs(600))).max_retry_after(secs(900));
+    let retrier = Retrier::new(doubling(1))
+        .policy(hinted(secs(600)))
+        .max_retry_after(secs(900));
     let _ = retrier.run(|| std::future::ready(Err(()))).await;
     assert_eq!(start.elapsed(), secs(600));
 }
@@ -171,22 +220,42 @@ async fn a_hint_over_the_ceiling_fails_at_once_with_when_to_come_back() {
 async fn fatal_outcomes_and_fail_fast_stop_after_one_attempt() {
     let mut calls = 0;
     let fatal = |_: &Result<(), &str>| Action::fail(Reason::Other("bad token"));
-    let err = Retrier::new(doubling(5)).policy(fatal)
-        .run(|| { calls += 1; std::future::ready(Err("403")) }).await.unwrap_err();
-    assert_eq!((calls, err.kind(), err.is_recoverable()), (1, ErrorKind::Fatal, false));
-    assert_eq!(err.to_string(), "bad token; the failure is permanent, retrying cannot help");
+    let err = Retrier::new(doubling(5))
+        .policy(fatal)
+        .run(|| {
+            calls += 1;
+            std::future::ready(Err("403"))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (calls, err.kind(), err.is_recoverable()),
+        (1, ErrorKind::Fatal, false)
+    );
+    assert_eq!(
+        err.to_string(),
+        "bad token; the failure is permanent, retrying cannot help"
+    );
 
     let mut calls = 0;
-    let err = Retrier::new(doubling(5)).policy(FailFast(RetryErrors))
-        .run(|| { calls += 1; std::future::ready(Err::<(), _>("503")) }).await.unwrap_err();
+    let err = Retrier::new(doubling(5))
+        .policy(FailFast(RetryErrors))
+        .run(|| {
+            calls += 1;
+            std::future::ready(Err::<(), _>("503"))
+        })
+        .await
+        .unwrap_err();
     assert_eq!(calls, 1);
     assert_eq!(err.kind(), ErrorKind::NotRetried(NoRetry::Disabled));
     assert!(err.is_recoverable());
     assert!(err.to_string().contains("fail-fast"), "{err}");
 
     // Fail-fast still accepts successes.
-    let ok = Retrier::new(doubling(5)).policy(FailFast(RetryErrors))
-        .run(|| std::future::ready(Ok::<_, ()>(7))).await;
+    let ok = Retrier::new(doubling(5))
+        .policy(FailFast(RetryErrors))
+        .run(|| std::future::ready(Ok::<_, ()>(7)))
+        .await;
     assert_eq!(ok.ok(), Some(7));
 }
 
@@ -200,14 +269,25 @@ async fn the_budget_caps_retries_across_operations() {
     let mut kinds = Vec::new();
     for _ in 0..4 {
         let err = retrier
-            .run(|| { attempts += 1; std::future::ready(Err::<(), _>("down")) })
+            .run(|| {
+                attempts += 1;
+                std::future::ready(Err::<(), _>("down"))
+            })
             .await
             .unwrap_err();
         kinds.push(err.kind());
     }
     // Four requests earn two retries in total, whoever spends them.
     assert_eq!(attempts, 4 + 2);
-    assert!(kinds.iter().all(|k| *k == ErrorKind::BudgetExhausted), "{kinds:?}");
-    assert!(retrier.clone().run(|| std::future::ready(Err::<(), _>("x"))).await.unwrap_err()
-        .to_string().contains("retry budget"));
+    assert!(
+        kinds.iter().all(|k| *k == ErrorKind::BudgetExhausted),
+        "{kinds:?}"
+    );
+    assert!(retrier
+        .clone()
+        .run(|| std::future::ready(Err::<(), _>("x")))
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("retry budget"));
 }

@@ -25,13 +25,17 @@ type Log = Arc<Mutex<Vec<(Method, Instant)>>>;
 /// request (0-based) with `reply(n)`. It lives as long as the test's
 /// runtime.
 async fn serve(reply: fn(usize) -> Response<Full<Bytes>>) -> (SocketAddr, Log) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
     let addr = listener.local_addr().expect("bound");
     let log: Log = Arc::default();
     let seen = Arc::clone(&log);
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let seen = Arc::clone(&seen);
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let mut seen = seen.lock().expect("not poisoned");
@@ -54,7 +58,8 @@ fn reply(status: u16, headers: &[(&str, &str)]) -> Response<Full<Bytes>> {
     for (k, v) in headers {
         r = r.header(*k, *v);
     }
-    r.body(Full::new(Bytes::from_static(b"body"))).expect("valid response")
+    r.body(Full::new(Bytes::from_static(b"body")))
+        .expect("valid response")
 }
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -92,13 +97,25 @@ async fn retry_after_7_twice_then_200_is_three_requests_and_14_seconds() {
     .await;
     let service = RetryLayer::new(retrier(5)).layer(client());
     let start = Instant::now();
-    let response = service.oneshot(request(Method::GET, addr)).await.expect("third try succeeds");
+    let response = service
+        .oneshot(request(Method::GET, addr))
+        .await
+        .expect("third try succeeds");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(RetryInfo::of(&response).retries, 2);
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     assert_eq!(&body[..], b"body");
     assert_eq!(log.lock().expect("not poisoned").len(), 3);
-    assert!(start.elapsed() >= Duration::from_secs(14), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_secs(14),
+        "{:?}",
+        start.elapsed()
+    );
     // The hint (7 s) is above the backoff (1 s, 2 s): it sets both waits.
     assert_eq!(arrivals(&log), [0, 7, 14].map(Duration::from_secs));
 }
@@ -107,7 +124,10 @@ async fn retry_after_7_twice_then_200_is_three_requests_and_14_seconds() {
 async fn not_found_is_one_request_and_returned_as_is() {
     let (addr, log) = serve(|_| reply(404, &[])).await;
     let service = RetryLayer::new(retrier(5)).layer(client());
-    let response = service.oneshot(request(Method::GET, addr)).await.expect("404 is a response");
+    let response = service
+        .oneshot(request(Method::GET, addr))
+        .await
+        .expect("404 is a response");
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert_eq!(log.lock().expect("not poisoned").len(), 1);
 }
@@ -116,11 +136,16 @@ async fn not_found_is_one_request_and_returned_as_is() {
 async fn unavailable_without_a_hint_follows_the_schedule() {
     let (addr, log) = serve(|_| reply(503, &[])).await;
     let service = RetryLayer::new(retrier(4)).layer(client());
-    let err = service.oneshot(request(Method::GET, addr)).await.unwrap_err();
+    let err = service
+        .oneshot(request(Method::GET, addr))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Exhausted);
     assert_eq!(err.retries(), 4);
     assert_eq!(arrivals(&log), [0, 1, 3, 7, 15].map(Duration::from_secs));
-    let last = err.into_last().expect("the last outcome was a 503 response");
+    let last = err
+        .into_last()
+        .expect("the last outcome was a 503 response");
     assert_eq!(last.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
@@ -128,7 +153,10 @@ async fn unavailable_without_a_hint_follows_the_schedule() {
 async fn post_is_not_retried_by_default() {
     let (addr, log) = serve(|_| reply(503, &[])).await;
     let service = RetryLayer::new(retrier(5)).layer(client());
-    let err = service.oneshot(request(Method::POST, addr)).await.unwrap_err();
+    let err = service
+        .oneshot(request(Method::POST, addr))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotRetried(NoRetry::NotIdempotent));
     let log = log.lock().expect("not poisoned");
     assert_eq!(log.len(), 1);
@@ -141,7 +169,10 @@ async fn a_hint_over_the_ceiling_fails_at_once() {
     let (addr, log) = serve(|_| reply(429, &[("retry-after", "396749")])).await;
     let service = RetryLayer::new(retrier(5)).layer(client());
     let start = Instant::now();
-    let err = service.oneshot(request(Method::GET, addr)).await.unwrap_err();
+    let err = service
+        .oneshot(request(Method::GET, addr))
+        .await
+        .unwrap_err();
     assert_eq!(start.elapsed(), Duration::ZERO, "no sleep");
     assert_eq!(log.lock().expect("not poisoned").len(), 1);
     assert_eq!(err.kind(), ErrorKind::RetryAfterTooLong);
@@ -162,7 +193,10 @@ async fn hostile_headers_never_fail_a_request() {
     })
     .await;
     let service = RetryLayer::new(retrier(5)).layer(client());
-    let response = service.oneshot(request(Method::GET, addr)).await.expect("retried past garbage");
+    let response = service
+        .oneshot(request(Method::GET, addr))
+        .await
+        .expect("retried past garbage");
     assert_eq!(response.status(), StatusCode::OK);
     // Garbage is ignored: the plain schedule applies.
     assert_eq!(arrivals(&log), [0, 1, 3, 7].map(Duration::from_secs));
@@ -171,11 +205,21 @@ async fn hostile_headers_never_fail_a_request() {
 #[tokio::test(start_paused = true)]
 async fn connection_refused_is_retried_then_reported() {
     // Bind and drop a listener so the port is (almost certainly) closed.
-    let addr = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr");
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
     let service = RetryLayer::new(retrier(2)).layer(client());
-    let err = service.oneshot(request(Method::GET, addr)).await.unwrap_err();
+    let err = service
+        .oneshot(request(Method::GET, addr))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Exhausted);
     assert_eq!(err.retries(), 2);
     assert_eq!(err.reason().to_string(), "connection failed");
-    assert!(std::error::Error::source(&err).is_some(), "the client's error is the source");
+    assert!(
+        std::error::Error::source(&err).is_some(),
+        "the client's error is the source"
+    );
 }

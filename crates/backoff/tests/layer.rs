@@ -43,7 +43,9 @@ fn scripted(
 }
 
 fn get() -> Request<String> {
-    Request::get("http://example.invalid/a").body(String::new()).expect("valid")
+    Request::get("http://example.invalid/a")
+        .body(String::new())
+        .expect("valid")
 }
 
 #[tokio::test(start_paused = true)]
@@ -51,7 +53,11 @@ async fn retries_until_accepted_and_records_the_count() {
     let (svc, calls) = scripted(&[503, 502, 500]);
     let layer = RetryLayer::new(Retrier::new(schedule(5)).policy(HttpPolicy::new()));
     let start = Instant::now();
-    let response = layer.layer(svc).oneshot(get()).await.expect("accepted after 3 retries");
+    let response = layer
+        .layer(svc)
+        .oneshot(get())
+        .await
+        .expect("accepted after 3 retries");
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     assert_eq!(RetryInfo::of(&response).retries, 3);
@@ -65,14 +71,21 @@ async fn exhaustion_hands_back_the_last_response() {
     let err = layer.layer(svc).oneshot(get()).await.unwrap_err();
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     assert_eq!(err.kind(), ErrorKind::Exhausted);
-    assert_eq!(err.to_string(), "HTTP 503 after 2 retries in 3s; try again later");
+    assert_eq!(
+        err.to_string(),
+        "HTTP 503 after 2 retries in 3s; try again later"
+    );
     let last = err.into_last().expect("the last outcome was a response");
     assert_eq!(last.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test(start_paused = true)]
 async fn non_idempotent_requests_are_sent_once_unless_keyed_or_allowed() {
-    let post = || Request::post("http://example.invalid/").body(String::from("x")).expect("valid");
+    let post = || {
+        Request::post("http://example.invalid/")
+            .body(String::from("x"))
+            .expect("valid")
+    };
 
     let (svc, calls) = scripted(&[503]);
     let layer = RetryLayer::new(Retrier::new(schedule(5)).policy(HttpPolicy::new()));
@@ -83,9 +96,14 @@ async fn non_idempotent_requests_are_sent_once_unless_keyed_or_allowed() {
 
     let (svc, calls) = scripted(&[503]);
     let mut keyed = post();
-    keyed.headers_mut().insert("idempotency-key", "k-1".parse().expect("valid"));
+    keyed
+        .headers_mut()
+        .insert("idempotency-key", "k-1".parse().expect("valid"));
     let response = layer.layer(svc).oneshot(keyed).await.expect("retried");
-    assert_eq!((calls.load(Ordering::SeqCst), response.status()), (2, StatusCode::OK));
+    assert_eq!(
+        (calls.load(Ordering::SeqCst), response.status()),
+        (2, StatusCode::OK)
+    );
 
     let (svc, calls) = scripted(&[503]);
     let allowed = RetryLayer::new(
@@ -106,7 +124,12 @@ async fn replayed_requests_are_faithful_copies() {
     let log = Arc::clone(&seen);
     let svc = tower::service_fn(move |req: Request<String>| {
         let mut log = log.lock().expect("not poisoned");
-        log.push((req.method().clone(), req.uri().to_string(), req.headers().clone(), req.body().clone()));
+        log.push((
+            req.method().clone(),
+            req.uri().to_string(),
+            req.headers().clone(),
+            req.body().clone(),
+        ));
         let status = if log.len() < 3 { 500 } else { 200 };
         std::future::ready(Ok::<_, std::io::Error>(
             Response::builder().status(status).body(()).expect("valid"),
@@ -120,7 +143,10 @@ async fn replayed_requests_are_faithful_copies() {
     layer.layer(svc).oneshot(request).await.expect("accepted");
     let seen = seen.lock().expect("not poisoned");
     assert_eq!(seen.len(), 3);
-    assert!(seen.iter().all(|s| s == &seen[0]), "every attempt sends the same request");
+    assert!(
+        seen.iter().all(|s| s == &seen[0]),
+        "every attempt sends the same request"
+    );
     assert_eq!(seen[0].3, "payload");
 }
 
@@ -178,7 +204,11 @@ async fn clones_of_the_service_share_one_budget() {
         let err = task.await.expect("no panic").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::BudgetExhausted);
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 6 + 3, "six requests earn three retries");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        6 + 3,
+        "six requests earn three retries"
+    );
 }
 
 /// A service whose readiness fails.
@@ -219,5 +249,10 @@ fn public_types_are_send_sync_and_the_error_is_an_error() {
     assert_send_sync::<RetryBudget>();
     assert_error::<steadfast_backoff::RetryError<Response<()>, std::io::Error>>();
     assert_error::<steadfast_backoff::ConfigError>();
+    assert_eq!(
+        std::mem::size_of::<steadfast_backoff::RetryError<Response<()>, std::io::Error>>(),
+        std::mem::size_of::<usize>(),
+        "the error is one pointer, whatever it carries"
+    );
     let _ = Method::GET;
 }

@@ -31,7 +31,11 @@ fn adr_schedule_stays_in_its_table() {
         let delays: Vec<Duration> = schedule.preview().collect();
         assert_eq!(delays.len(), 5);
         for (i, (d, (low, high))) in delays.iter().zip(table).enumerate() {
-            assert!(secs(low) <= *d && *d <= secs(high), "retry {}: {d:?}", i + 1);
+            assert!(
+                secs(low) <= *d && *d <= secs(high),
+                "retry {}: {d:?}",
+                i + 1
+            );
             low_seen[i] = low_seen[i].min(d.as_secs_f64() / low);
             high_seen[i] = high_seen[i].max(d.as_secs_f64() / high);
         }
@@ -47,7 +51,11 @@ fn adr_schedule_stays_in_its_table() {
 /// change must be deliberate.
 #[test]
 fn seeded_sequences_are_exact() {
-    let ms = |v: &[u64]| v.iter().map(|&m| Duration::from_millis(m)).collect::<Vec<_>>();
+    let ms = |v: &[u64]| {
+        v.iter()
+            .map(|&m| Duration::from_millis(m))
+            .collect::<Vec<_>>()
+    };
     let run = |jitter| -> Vec<Duration> {
         exp(1.0, 2.0)
             .jitter(jitter)
@@ -65,7 +73,10 @@ fn seeded_sequences_are_exact() {
         run(Jitter::proportional(0.5, 1.5).unwrap()),
         ms(&GOLDEN_PROPORTIONAL)
     );
-    let constant: Vec<_> = Schedule::constant(secs(2.0)).max_retries(4).preview().collect();
+    let constant: Vec<_> = Schedule::constant(secs(2.0))
+        .max_retries(4)
+        .preview()
+        .collect();
     assert_eq!(constant, [secs(2.0); 4]);
 }
 
@@ -94,12 +105,20 @@ fn seeds_reproduce_and_operations_differ() {
 
 #[test]
 fn decorrelated_grows_from_base_to_three_times_the_previous() {
-    let s = exp(0.1, 1.0).jitter(Jitter::Decorrelated).max_retries(50).cap(secs(30.0)).seed(3);
+    let s = exp(0.1, 1.0)
+        .jitter(Jitter::Decorrelated)
+        .max_retries(50)
+        .cap(secs(30.0))
+        .seed(3);
     let mut previous = Duration::ZERO;
     let mut seen_cap = false;
     for (i, d) in s.preview().enumerate() {
         let high = (previous.max(secs(0.1)) * 3).min(secs(30.0));
-        assert!(secs(0.1) <= d && d <= high, "retry {}: {d:?} > {high:?}", i + 1);
+        assert!(
+            secs(0.1) <= d && d <= high,
+            "retry {}: {d:?} > {high:?}",
+            i + 1
+        );
         seen_cap |= d > secs(10.0);
         previous = d;
     }
@@ -149,18 +168,42 @@ proptest! {
         if let Some(limit) = max_elapsed_ms {
             s = s.max_elapsed(Duration::from_millis(limit));
         }
+        // The oracle: the documented definitions, computed independently.
+        let ns = |d: Duration| d.as_secs() as f64 * 1e9 + f64::from(d.subsec_nanos());
+        let to_delay = |x: f64| {
+            let d = if x.is_nan() || x <= 0.0 {
+                Duration::ZERO
+            } else if x >= u64::MAX as f64 {
+                Duration::from_nanos(u64::MAX)
+            } else {
+                Duration::from_nanos(x as u64)
+            };
+            cap_ms.map_or(d, |c| d.min(Duration::from_millis(c)))
+        };
+        let base_ns = ns(base);
+        let mut plain = base_ns;
         let mut total = Duration::ZERO;
-        let mut previous = Duration::ZERO;
+        let mut previous = base_ns;
         let mut count = 0u32;
         for d in s.preview() {
             count += 1;
-            let (low, high) = s.bounds(count, previous.max(base));
+            let (low, high) = match jitter {
+                Jitter::Full => (0.0, plain),
+                Jitter::Equal => (plain / 2.0, plain),
+                Jitter::Proportional { low, high } => (plain * low, plain * high),
+                Jitter::Decorrelated => (base_ns, (previous * 3.0).max(base_ns)),
+                _ => (plain, plain),
+            };
+            let (low, high) = (to_delay(low), to_delay(high));
             prop_assert!(low <= d && d <= high, "retry {count}: {d:?} not in [{low:?}, {high:?}]");
             if let Some(c) = cap_ms {
                 prop_assert!(d <= Duration::from_millis(c));
             }
             total = total.saturating_add(d);
-            previous = d;
+            previous = ns(d).max(base_ns);
+            if !constant {
+                plain *= factor;
+            }
         }
         prop_assert!(count <= max_retries);
         if let Some(limit) = max_elapsed_ms {
