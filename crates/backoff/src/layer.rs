@@ -195,7 +195,6 @@ pub mod future {
             service: S,
             retrier: Retrier<B, P>,
             request: Option<Req>,
-            next: Option<Req>,
             no_retry: Option<NoRetry>,
             attempts: Attempts<B::Delays>,
         }
@@ -205,8 +204,9 @@ pub mod future {
         #[project = StateProj]
         enum State<F> {
             Calling { #[pin] future: F },
+            // The sleep is boxed: it exists only on the retry path, and
+            // keeping it out of line keeps the happy path's future small.
             Sleeping { sleep: Pin<Box<Sleep>> },
-            Readying,
         }
     }
 
@@ -229,7 +229,6 @@ pub mod future {
                 service,
                 retrier,
                 request: copy,
-                next: None,
                 no_retry,
                 attempts: Attempts::new(started),
             }
@@ -257,9 +256,14 @@ pub mod future {
                             let on_done = |r: &mut S::Response, n| retrier.policy.on_done(r, n);
                             return Poll::Ready(this.attempts.finish(retrier, outcome, on_done));
                         }
-                        let step =
-                            this.attempts
-                                .decide(retrier, action, *this.no_retry, Instant::now());
+                        // With no copy left to send, a transient failure
+                        // ends here instead of being silently unretried.
+                        let no_retry = this
+                            .no_retry
+                            .or(this.request.is_none().then_some(NoRetry::NotReplayable));
+                        let step = this
+                            .attempts
+                            .decide(retrier, action, no_retry, Instant::now());
                         let event = match step {
                             Step::Sleep(event) => event,
                             Step::Stop(stop) => {
@@ -268,32 +272,24 @@ pub mod future {
                                     .error(retrier, stop, outcome)))
                             }
                         };
-                        // The request for the next attempt: a copy while one
-                        // can be made, else the kept original (the last try).
-                        let next = this.request.as_ref().and_then(Req::replay);
-                        let Some(next) = next.or_else(|| this.request.take()) else {
-                            let stop = this.attempts.not_replayable(action);
-                            return Poll::Ready(Err(this.attempts.error(retrier, stop, outcome)));
-                        };
                         retrier.announce(&event);
-                        *this.next = Some(next);
-                        // Boxed: the sleep exists only on the retry path, and
-                        // keeping it out of line keeps the happy path's future
-                        // small.
                         this.state.set(State::Sleeping {
                             sleep: Box::pin(tokio::time::sleep(event.delay)),
                         });
                     }
                     StateProj::Sleeping { sleep } => {
+                        // A finished sleep stays ready, so polling it again
+                        // while the service gets ready is fine.
                         ready!(sleep.as_mut().poll(cx));
-                        this.state.set(State::Readying);
-                    }
-                    StateProj::Readying => {
                         if let Err(e) = ready!(this.service.poll_ready(cx)) {
                             return Poll::Ready(Err(not_ready(e)));
                         }
-                        let Some(request) = this.next.take() else {
-                            unreachable!("a sleep always follows storing the next request")
+                        // Send a copy while one can be made, else the kept
+                        // original as the last try (the check above then
+                        // stops further retries).
+                        let copy = this.request.as_ref().and_then(Req::replay);
+                        let Some(request) = copy.or_else(|| this.request.take()) else {
+                            unreachable!("no sleep starts without a request to send after it")
                         };
                         let future = this.service.call(request);
                         this.state.set(State::Calling { future });

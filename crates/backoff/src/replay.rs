@@ -58,12 +58,6 @@ impl<T: ?Sized> Replay for std::sync::Arc<T> {
 impl<B: Clone> Replay for http::Request<B> {
     /// Copies method, URI, version, headers, extensions and body.
     fn replay(&self) -> Option<Self> {
-        let mut copy = http::Request::new(self.body().clone());
-        *copy.method_mut() = self.method().clone();
-        *copy.uri_mut() = self.uri().clone();
-        *copy.version_mut() = self.version();
-        *copy.headers_mut() = self.headers().clone();
-        *copy.extensions_mut() = self.extensions().clone();
-        Some(copy)
+        Some(self.clone())
     }
 }

@@ -169,6 +169,7 @@ impl<B, P> Retrier<B, P> {
     pub(crate) fn announce(&self, event: &RetryEvent) {
         tracing::info!(
             target: "steadfast_backoff",
+            attempt = event.retry + 1,
             retry = event.retry,
             delay_ms = event.delay.as_millis() as u64,
             source = %event.source,
@@ -366,22 +367,6 @@ impl<D: Iterator<Item = Duration>> Attempts<D> {
             delay,
             source,
         })
-    }
-
-    /// Takes back the retry just granted: the request could not be copied
-    /// for it.
-    pub(crate) fn not_replayable(&mut self, action: Action) -> Stop {
-        self.retries = self.retries.saturating_sub(1);
-        let (reason, hint) = match action {
-            Action::Retry { reason, hint } => (reason, hint),
-            Action::Fail { reason } => (reason, None),
-            Action::Done => (Reason::Error, None),
-        };
-        Stop {
-            kind: ErrorKind::NotRetried(NoRetry::NotReplayable),
-            reason,
-            hint,
-        }
     }
 
     fn stop(&mut self, kind: ErrorKind, reason: Reason, hint: Option<Hint>, now: Instant) -> Step {

@@ -291,3 +291,83 @@ async fn the_budget_caps_retries_across_operations() {
         .to_string()
         .contains("retry budget"));
 }
+
+/// Collects the fields of every event, as `name=value` strings.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<Vec<String>>>>);
+
+impl tracing::Subscriber for Capture {
+    // Ask every time: other tests' threads have no subscriber, and a cached
+    // "never" from them must not hide events from this one.
+    fn register_callsite(
+        &self,
+        _: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Fields(Vec<String>);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push(format!("{}={:?}", field.name(), value));
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.push(format!("{}={}", field.name(), value));
+            }
+        }
+        let mut fields = Fields(vec![format!("level={}", event.metadata().level())]);
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn one_tracing_event_per_retry_with_attempt_delay_source_and_reason() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    tracing::callsite::rebuild_interest_cache();
+    let retrier = Retrier::new(doubling(2)).policy(|outcome: &Result<(), ()>| match outcome {
+        Ok(()) => Action::Done,
+        Err(()) => Action::retry_after(
+            Reason::RateLimited,
+            Hint {
+                delay: secs(4),
+                source: HintSource::RetryAfter,
+            },
+        ),
+    });
+    let _ = retrier.run(|| std::future::ready(Err(()))).await;
+    let events = capture.0.lock().unwrap().clone();
+    let retries: Vec<_> = events
+        .iter()
+        .filter(|e| e.iter().any(|f| f == "level=INFO"))
+        .collect();
+    assert_eq!(retries.len(), 2, "{events:?}");
+    for (i, fields) in retries.iter().enumerate() {
+        let has = |want: &str| fields.iter().any(|f| f == want);
+        assert!(has(&format!("attempt={}", i + 2)), "{fields:?}");
+        assert!(has(&format!("retry={}", i + 1)), "{fields:?}");
+        assert!(has("delay_ms=4000"), "{fields:?}");
+        assert!(has("source=Retry-After"), "{fields:?}");
+        assert!(has("reason=rate limited"), "{fields:?}");
+    }
+    let give_up: Vec<_> = events
+        .iter()
+        .filter(|e| e.iter().any(|f| f == "level=WARN"))
+        .collect();
+    assert_eq!(
+        give_up.len(),
+        1,
+        "one warning when retrying stops: {events:?}"
+    );
+}
