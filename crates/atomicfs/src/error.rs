@@ -1,0 +1,272 @@
+//! Errors that name the operation and the path, and say what to do.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The step of an atomic write that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// Checking the free space before writing.
+    CheckSpace,
+    /// Creating the temp file.
+    Create,
+    /// Writing the temp file.
+    Write,
+    /// Flushing the temp file to the device (`fdatasync`).
+    Sync,
+    /// Giving the temp file its final permissions.
+    SetPermissions,
+    /// Renaming the temp file over the target.
+    Rename,
+    /// Flushing the directory, so the rename survives a crash.
+    SyncDir,
+    /// Removing a temp file.
+    Remove,
+    /// Listing a directory for orphaned temp files.
+    ReadDir,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::CheckSpace => "check free space for",
+            Self::Create => "create temp file",
+            Self::Write => "write",
+            Self::Sync => "flush to disk",
+            Self::SetPermissions => "set permissions of",
+            Self::Rename => "rename into place",
+            Self::SyncDir => "flush directory",
+            Self::Remove => "remove",
+            Self::ReadDir => "list directory",
+        })
+    }
+}
+
+/// What kind of failure an [`Error`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Not enough space (or quota) on the file system: checked before
+    /// writing, or `ENOSPC` / `EDQUOT` met while writing, flushing or
+    /// closing.
+    InsufficientSpace,
+    /// Flushing to the device failed. After such an error the kernel may
+    /// have dropped the data, so the write is abandoned, never retried.
+    SyncFailed,
+    /// Permission denied.
+    PermissionDenied,
+    /// The directory does not exist.
+    NotFound,
+    /// Any other I/O error.
+    Other,
+}
+
+/// A failed atomic write: which step, on which path, and why.
+///
+/// Whatever the step, the target still holds exactly its old bytes (or
+/// still does not exist), except for [`Op::SyncDir`], which fails after the
+/// rename: the new bytes are in place but may not survive a crash.
+#[derive(Debug)]
+pub struct Error {
+    op: Op,
+    path: PathBuf,
+    kind: ErrorKind,
+    space: Option<(u64, u64)>,
+    source: Option<io::Error>,
+}
+
+impl Error {
+    /// An error of `op` on `path`, classified from the I/O error.
+    pub fn io(op: Op, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let kind = if is_out_of_space(&source) {
+            ErrorKind::InsufficientSpace
+        } else if matches!(op, Op::Sync | Op::SyncDir) {
+            ErrorKind::SyncFailed
+        } else {
+            match source.kind() {
+                io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                io::ErrorKind::NotFound => ErrorKind::NotFound,
+                _ => ErrorKind::Other,
+            }
+        };
+        Self {
+            op,
+            path: path.into(),
+            kind,
+            space: None,
+            source: Some(source),
+        }
+    }
+
+    /// Not enough space to write `needed` bytes to `path`: `available` left.
+    pub fn insufficient_space(
+        op: Op,
+        path: impl Into<PathBuf>,
+        needed: u64,
+        available: u64,
+    ) -> Self {
+        Self {
+            op,
+            path: path.into(),
+            kind: ErrorKind::InsufficientSpace,
+            space: Some((needed, available)),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_space(mut self, needed: u64, available: u64) -> Self {
+        self.space = Some((needed, available));
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The step that failed.
+    pub fn op(&self) -> Op {
+        self.op
+    }
+
+    /// The file or directory the step was working on.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// For [`ErrorKind::InsufficientSpace`]: the bytes needed (payload plus
+    /// margin) and the bytes available to this user, when known.
+    pub fn space(&self) -> Option<(u64, u64)> {
+        self.space
+    }
+
+    /// Whether trying again later may succeed: out of space (after freeing
+    /// some) and passing I/O failures. A failed flush is not: the data may
+    /// be lost, and the caller must produce it again.
+    pub fn is_recoverable(&self) -> bool {
+        matches!(self.kind, ErrorKind::InsufficientSpace | ErrorKind::Other)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match (self.kind, self.space) {
+            (ErrorKind::InsufficientSpace, Some((needed, available))) => write!(
+                f,
+                "not enough space to {} {path}: {} needed, {} available; free some space or write elsewhere",
+                self.op,
+                Bytes(needed),
+                Bytes(available)
+            ),
+            (ErrorKind::InsufficientSpace, None) => write!(
+                f,
+                "not enough space to {} {path}; free some space or write elsewhere",
+                self.op
+            ),
+            (ErrorKind::SyncFailed, _) => write!(
+                f,
+                "could not {} {path}; the data may not be on disk, so the write was abandoned (check the device)",
+                self.op
+            ),
+            (ErrorKind::PermissionDenied, _) => write!(
+                f,
+                "could not {} {path}: permission denied; check the directory's permissions",
+                self.op
+            ),
+            (ErrorKind::NotFound, _) => write!(
+                f,
+                "could not {} {path}: no such file or directory; create the directory first",
+                self.op
+            ),
+            _ => write!(f, "could not {} {path}", self.op),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(error: Error) -> Self {
+        let kind = match error.kind {
+            ErrorKind::InsufficientSpace => io::ErrorKind::StorageFull,
+            ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
+            ErrorKind::NotFound => io::ErrorKind::NotFound,
+            _ => error
+                .source
+                .as_ref()
+                .map_or(io::ErrorKind::Other, io::Error::kind),
+        };
+        io::Error::new(kind, error)
+    }
+}
+
+/// `ENOSPC` or `EDQUOT`.
+pub(crate) fn is_out_of_space(e: &io::Error) -> bool {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) {
+        return true;
+    }
+    #[cfg(unix)]
+    if let Some(code) = e.raw_os_error() {
+        let errno = rustix::io::Errno::from_raw_os_error(code);
+        return errno == rustix::io::Errno::NOSPC || errno == rustix::io::Errno::DQUOT;
+    }
+    false
+}
+
+/// Bytes for people: `512 B`, `4.0 KiB`, `1.2 GiB`.
+struct Bytes(u64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+        if self.0 < 1024 {
+            return write!(f, "{} B", self.0);
+        }
+        let mut value = self.0 as f64 / 1024.0;
+        let mut unit = 0;
+        while value >= 1024.0 && unit < UNITS.len() - 1 {
+            value /= 1024.0;
+            unit += 1;
+        }
+        write!(f, "{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_space_is_recognised_at_any_step() {
+        let e = Error::io(Op::Write, "/out/a.png", io::Error::from_raw_os_error(28));
+        assert_eq!(e.kind(), ErrorKind::InsufficientSpace);
+        assert!(e.is_recoverable());
+        assert_eq!(
+            e.to_string(),
+            "not enough space to write /out/a.png; free some space or write elsewhere"
+        );
+        let e = Error::insufficient_space(Op::CheckSpace, "/out/a.png", 3 << 30, 1536);
+        assert_eq!(
+            e.to_string(),
+            "not enough space to check free space for /out/a.png: 3.0 GiB needed, 1.5 KiB available; free some space or write elsewhere"
+        );
+    }
+
+    #[test]
+    fn a_failed_flush_is_fatal() {
+        let e = Error::io(Op::Sync, "/out/a.tmp", io::Error::from_raw_os_error(5));
+        assert_eq!(e.kind(), ErrorKind::SyncFailed);
+        assert!(!e.is_recoverable());
+        assert!(e.to_string().contains("abandoned"), "{e}");
+    }
+}

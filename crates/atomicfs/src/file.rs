@@ -1,0 +1,391 @@
+//! The atomic file: temp file in the target's directory, then fsync,
+//! rename, directory fsync.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Op};
+use crate::platform;
+use crate::temp;
+
+/// How hard [`AtomicFile::commit`] works to make the new bytes survive a
+/// crash or a power cut.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Durability {
+    /// No flush. Readers see either the old or the new file, never a torn
+    /// one, but after a power cut the new file may be empty or missing.
+    None,
+    /// Flush the file's data before the rename (`fdatasync`): after a power
+    /// cut the target holds the old or the new bytes, but the rename itself
+    /// may be lost.
+    File,
+    /// Also flush the directory after the rename: once `commit` returns,
+    /// the new bytes survive a power cut. The default.
+    #[default]
+    Full,
+}
+
+/// Settings of an atomic write.
+#[derive(Clone, Debug)]
+pub struct Options {
+    durability: Durability,
+    mode: Option<u32>,
+    expected_size: Option<u64>,
+    space_margin: u64,
+}
+
+/// The default free space kept on top of an expected size: 1 MiB.
+pub const DEFAULT_SPACE_MARGIN: u64 = 1 << 20;
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Full,
+            mode: None,
+            expected_size: None,
+            space_margin: DEFAULT_SPACE_MARGIN,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: full durability, the replaced file's mode kept, no
+    /// space check.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How hard to flush (default [`Durability::Full`]).
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The new file's permission bits (Unix; e.g. `0o644`). Without it a
+    /// replaced file keeps its mode and a new file gets `0o666` less the
+    /// process's umask, as `File::create` would give it.
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = Some(mode & 0o7777);
+        self
+    }
+
+    /// The size the file will have: before creating the temp file, the
+    /// space available to this user is checked against it plus the margin,
+    /// and a shortfall fails with [`ErrorKind::InsufficientSpace`](crate::ErrorKind::InsufficientSpace).
+    #[must_use]
+    pub fn expected_size(mut self, bytes: u64) -> Self {
+        self.expected_size = Some(bytes);
+        self
+    }
+
+    /// Free space to keep on top of the expected size (default 1 MiB): the
+    /// old and new files coexist until the rename, and the file system
+    /// needs room for its own metadata.
+    #[must_use]
+    pub fn space_margin(mut self, bytes: u64) -> Self {
+        self.space_margin = bytes;
+        self
+    }
+}
+
+/// A file that replaces its target atomically when committed, and vanishes
+/// when dropped without a commit.
+///
+/// The temp file lives in the target's own directory (so the rename never
+/// crosses file systems), is created exclusively (`O_CREAT | O_EXCL`, which
+/// never follows a symlink, plus `O_NOFOLLOW` and close-on-exec), is
+/// readable by its owner only until the commit, and is locked (`flock`) by
+/// its writer so [`cleanup_orphans`](crate::cleanup_orphans) can tell a
+/// live writer's file from a dead one's.
+///
+/// ```
+/// use std::io::Write;
+/// use steadfast_atomicfs::AtomicFile;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("sf-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("colors.json");
+/// let mut file = AtomicFile::create(&path)?;
+/// file.write_all(br##"{"primary": "#0af"}"##)?;
+/// file.commit()?; // fsync, rename over colors.json, fsync the directory
+/// assert_eq!(std::fs::read(&path)?, br##"{"primary": "#0af"}"##);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct AtomicFile {
+    file: Option<File>,
+    temp: PathBuf,
+    target: PathBuf,
+    options: Options,
+    written: u64,
+}
+
+impl AtomicFile {
+    /// Starts an atomic write of `path` with the default [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// [`Op::Create`] if the temp file cannot be created (the directory is
+    /// missing or not writable).
+    pub fn create(path: impl AsRef<Path>) -> Result<Self, Error> {
+        Self::with_options(path, Options::default())
+    }
+
+    /// Starts an atomic write of `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Op::CheckSpace`] when an expected size does not fit;
+    /// [`Op::Create`] if the temp file cannot be created.
+    pub fn with_options(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
+        let target = path.as_ref().to_path_buf();
+        let dir = parent(&target);
+        if let Some(size) = options.expected_size {
+            let needed = size.saturating_add(options.space_margin);
+            let available =
+                platform::available_space(dir).map_err(|e| Error::io(Op::CheckSpace, dir, e))?;
+            if available < needed {
+                return Err(Error::insufficient_space(
+                    Op::CheckSpace,
+                    &target,
+                    needed,
+                    available,
+                ));
+            }
+        }
+        let name = target.file_name().unwrap_or(OsStr::new("file"));
+        let (file, temp) = create_temp(dir, name)?;
+        Ok(Self {
+            file: Some(file),
+            temp,
+            target,
+            options,
+            written: 0,
+        })
+    }
+
+    /// The path that `commit` replaces.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// The temp file's path, in the target's directory.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// The open temp file, e.g. to `set_len` or seek.
+    pub fn file(&self) -> &File {
+        self.file_ref()
+    }
+
+    fn file_ref(&self) -> &File {
+        match &self.file {
+            Some(file) => file,
+            None => {
+                unreachable!("the file is only taken by commit and discard, which consume self")
+            }
+        }
+    }
+
+    /// Makes the written bytes the target's, atomically: readers see the
+    /// old file or the new one, never a mix.
+    ///
+    /// Steps, by [`Durability`]: give the temp file its final mode, flush it
+    /// (`File`, `Full`), rename it over the target, flush the directory
+    /// (`Full`). A symlink at the target is replaced by the new file, not
+    /// followed.
+    ///
+    /// # Errors
+    ///
+    /// The step that failed, with the temp file removed and the target
+    /// untouched; except [`Op::SyncDir`], which fails after the rename. A
+    /// failed flush is never retried: the kernel may already have dropped
+    /// the data.
+    pub fn commit(mut self) -> Result<(), Error> {
+        let file = self.file.take();
+        let result = match &file {
+            Some(file) => self.finish(file),
+            None => Ok(()),
+        };
+        drop(file);
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                if error.op() != Op::SyncDir {
+                    let _ = fs::remove_file(&self.temp);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn finish(&self, file: &File) -> Result<(), Error> {
+        let temp = &self.temp;
+        platform::set_final_mode(file, &self.target, self.options.mode)
+            .map_err(|e| Error::io(Op::SetPermissions, temp, e))?;
+        if self.options.durability != Durability::None {
+            file.sync_data()
+                .map_err(|e| self.space_aware(Error::io(Op::Sync, temp, e)))?;
+        }
+        platform::rename_replace(temp, &self.target)
+            .map_err(|e| Error::io(Op::Rename, &self.target, e))?;
+        if self.options.durability == Durability::Full {
+            let dir = parent(&self.target);
+            platform::sync_dir(dir).map_err(|e| Error::io(Op::SyncDir, dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Adds the sizes to an out-of-space error.
+    fn space_aware(&self, error: Error) -> Error {
+        if error.kind() != crate::ErrorKind::InsufficientSpace {
+            return error;
+        }
+        let needed = self.options.expected_size.unwrap_or(self.written);
+        let available = platform::available_space(parent(&self.target)).unwrap_or(0);
+        error.with_space(needed, available)
+    }
+
+    /// Removes the temp file and leaves the target as it was.
+    ///
+    /// # Errors
+    ///
+    /// [`Op::Remove`] if the temp file could not be removed (it is then an
+    /// orphan for [`cleanup_orphans`](crate::cleanup_orphans)).
+    pub fn discard(mut self) -> Result<(), Error> {
+        drop(self.file.take());
+        fs::remove_file(&self.temp).map_err(|e| Error::io(Op::Remove, &self.temp, e))
+    }
+
+    /// Writes all of `bytes`, mapping a failure to an [`Error`] that names
+    /// the temp file (and, when out of space, the sizes).
+    ///
+    /// # Errors
+    ///
+    /// [`Op::Write`].
+    pub fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.write_all(bytes)
+            .map_err(|e| self.space_aware(Error::io(Op::Write, &self.temp, e)))
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file_ref().write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file_ref().flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    /// Removes the temp file of an uncommitted write, best effort: never
+    /// panics, never blocks on anything but the `unlink`.
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            if let Err(error) = fs::remove_file(&self.temp) {
+                tracing::debug!(target: "steadfast_atomicfs", path = %self.temp.display(), %error, "could not remove temp file");
+            }
+        }
+    }
+}
+
+impl fmt::Debug for AtomicFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AtomicFile")
+            .field("target", &self.target)
+            .field("temp", &self.temp)
+            .field("options", &self.options)
+            .field("written", &self.written)
+            .finish()
+    }
+}
+
+/// The directory a path lives in (`.` for a bare name).
+pub(crate) fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Creates and locks a fresh temp file for `name` in `dir`.
+fn create_temp(dir: &Path, name: &OsStr) -> Result<(File, PathBuf), Error> {
+    let mut last = None;
+    for _ in 0..8 {
+        let temp = dir.join(temp::name(name));
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        platform::private_no_follow(&mut options);
+        match options.open(&temp) {
+            Ok(file) => {
+                // Best effort: a file system without locks still works,
+                // and clean-up then relies on the writer's pid and age.
+                let _ = file.try_lock();
+                return Ok((file, temp));
+            }
+            // Someone holds that name (or planted a symlink there): never
+            // touch it, pick another.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some((temp, e)),
+            Err(e) => return Err(Error::io(Op::Create, temp, e)),
+        }
+    }
+    let (temp, e) =
+        last.unwrap_or_else(|| (dir.to_path_buf(), io::ErrorKind::AlreadyExists.into()));
+    Err(Error::io(Op::Create, temp, e))
+}
+
+/// Writes `bytes` to `path` atomically, with full durability.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = std::env::temp_dir().join(format!("sf-doc-write-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// steadfast_atomicfs::write(dir.join("icon.svg"), b"<svg/>")?;
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// The [`Error`] of the step that failed; the target then holds exactly its
+/// old bytes.
+pub fn write(path: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> Result<(), Error> {
+    let bytes = bytes.as_ref();
+    write_with(
+        path,
+        bytes,
+        Options::default()
+            .expected_size(bytes.len() as u64)
+            .space_margin(0),
+    )
+}
+
+/// [`write()`] with [`Options`].
+///
+/// # Errors
+///
+/// As [`write()`].
+pub fn write_with(
+    path: impl AsRef<Path>,
+    bytes: impl AsRef<[u8]>,
+    options: Options,
+) -> Result<(), Error> {
+    let mut file = AtomicFile::with_options(path, options)?;
+    file.write_bytes(bytes.as_ref())?;
+    file.commit()
+}

@@ -1,0 +1,245 @@
+//! Integration tests of steadfast-atomicfs, on the real file system.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use steadfast_atomicfs::{
+    cleanup_orphans, cleanup_orphans_older_than, write, write_with, AtomicFile, Durability,
+    ErrorKind, Op, Options,
+};
+
+/// A fresh directory under the target dir (on the real disk, not tmpfs),
+/// removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("atomicfs-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create scratch dir");
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Every entry's name, sorted.
+    fn entries(&self) -> Vec<String> {
+        let mut names: Vec<_> = fs::read_dir(&self.0)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn commit_replaces_the_target_and_leaves_nothing_else() {
+    let dir = Scratch::new("commit");
+    let target = dir.path("a.json");
+    fs::write(&target, b"old").expect("seed");
+    let mut file = AtomicFile::create(&target).expect("create");
+    file.write_all(b"new bytes").expect("write");
+    // Until the commit, readers see the old file.
+    assert_eq!(fs::read(&target).expect("read"), b"old");
+    let temp = file.temp_path().to_path_buf();
+    assert_eq!(
+        temp.parent(),
+        target.parent(),
+        "temp file in the target's directory"
+    );
+    file.commit().expect("commit");
+    assert_eq!(fs::read(&target).expect("read"), b"new bytes");
+    assert!(!temp.exists());
+    assert_eq!(dir.entries(), ["a.json"]);
+}
+
+#[test]
+fn every_durability_level_commits() {
+    let dir = Scratch::new("durability");
+    for (i, d) in [Durability::None, Durability::File, Durability::Full]
+        .into_iter()
+        .enumerate()
+    {
+        let target = dir.path(&format!("{i}.bin"));
+        write_with(&target, [i as u8; 4096], Options::new().durability(d)).expect("write");
+        assert_eq!(fs::read(&target).expect("read"), vec![i as u8; 4096]);
+    }
+    assert_eq!(dir.entries(), ["0.bin", "1.bin", "2.bin"]);
+}
+
+#[test]
+fn drop_and_discard_remove_the_temp_and_keep_the_target() {
+    let dir = Scratch::new("drop");
+    let target = dir.path("keep.txt");
+    fs::write(&target, b"old").expect("seed");
+    {
+        let mut file = AtomicFile::create(&target).expect("create");
+        file.write_all(b"half").expect("write");
+    }
+    let mut file = AtomicFile::create(&target).expect("create");
+    file.write_all(b"other half").expect("write");
+    file.discard().expect("discard");
+    assert_eq!(fs::read(&target).expect("read"), b"old");
+    assert_eq!(dir.entries(), ["keep.txt"]);
+}
+
+#[test]
+fn the_temp_file_is_private_and_the_result_gets_the_right_mode() {
+    let dir = Scratch::new("mode");
+    let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+
+    let target = dir.path("existing");
+    fs::write(&target, b"old").expect("seed");
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o640)).expect("chmod");
+    let file = AtomicFile::create(&target).expect("create");
+    assert_eq!(mode(file.temp_path()), 0o600, "private until commit");
+    file.commit().expect("commit");
+    assert_eq!(mode(&target), 0o640, "a replaced file keeps its mode");
+
+    let fresh = dir.path("fresh");
+    write(&fresh, b"x").expect("write");
+    let reference = dir.path("reference");
+    fs::File::create(&reference).expect("create");
+    assert_eq!(
+        mode(&fresh),
+        mode(&reference),
+        "a new file gets what File::create gives"
+    );
+
+    let chosen = dir.path("chosen");
+    write_with(&chosen, b"x", Options::new().mode(0o604)).expect("write");
+    assert_eq!(mode(&chosen), 0o604);
+}
+
+#[test]
+fn a_symlink_at_the_target_is_replaced_not_followed() {
+    let dir = Scratch::new("symlink-target");
+    let elsewhere = dir.path("elsewhere");
+    fs::write(&elsewhere, b"precious").expect("seed");
+    let link = dir.path("link");
+    symlink(&elsewhere, &link).expect("symlink");
+    write(&link, b"new").expect("write");
+    assert_eq!(
+        fs::read(&elsewhere).expect("read"),
+        b"precious",
+        "the link's target is untouched"
+    );
+    assert!(fs::symlink_metadata(&link)
+        .expect("stat")
+        .file_type()
+        .is_file());
+    assert_eq!(fs::read(&link).expect("read"), b"new");
+}
+
+#[test]
+fn a_symlink_planted_at_a_temp_name_is_never_followed() {
+    // Exclusive creation (O_CREAT | O_EXCL | O_NOFOLLOW) refuses any name
+    // that exists, a symlink included. Plant links at every name the
+    // writer could pick next is impossible (they are random), so plant one
+    // at a name taken from a real temp file, then make the writer meet it:
+    // creating over it must fail, never write through it.
+    let dir = Scratch::new("symlink-temp");
+    let victim = dir.path("victim");
+    fs::write(&victim, b"precious").expect("seed");
+    let probe = AtomicFile::create(dir.path("t")).expect("create");
+    let name = probe.temp_path().to_path_buf();
+    probe.discard().expect("discard");
+    symlink(&victim, &name).expect("plant");
+    let err = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&name)
+        .expect_err("exclusive create refuses a planted link");
+    assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+    // The writer itself just picks another name and never touches the link.
+    write(dir.path("t"), b"fine").expect("write");
+    assert_eq!(fs::read(&victim).expect("read"), b"precious");
+    assert!(fs::symlink_metadata(&name)
+        .expect("stat")
+        .file_type()
+        .is_symlink());
+    // Clean-up never follows (or removes) a link either.
+    let report = cleanup_orphans(&dir.0).expect("cleanup");
+    assert!(report.removed.is_empty());
+    assert_eq!(fs::read(&victim).expect("read"), b"precious");
+}
+
+#[test]
+fn errors_name_the_operation_and_the_path() {
+    let dir = Scratch::new("errors");
+    let missing = dir.path("no/such/dir/file.txt");
+    let err = write(&missing, b"x").expect_err("no directory");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(
+        err.op(),
+        Op::CheckSpace,
+        "the space check meets the missing directory first"
+    );
+    let err = AtomicFile::create(&missing).expect_err("no directory");
+    assert_eq!(err.op(), Op::Create);
+    assert!(
+        err.path().starts_with(dir.path("no/such/dir")),
+        "{:?}",
+        err.path()
+    );
+    assert!(
+        err.to_string().contains("create the directory first"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_expected_size_larger_than_the_disk_fails_before_writing() {
+    let dir = Scratch::new("space");
+    let target = dir.path("huge.bin");
+    let err = AtomicFile::with_options(&target, Options::new().expected_size(u64::MAX / 2))
+        .expect_err("no disk is that large");
+    assert_eq!(err.kind(), ErrorKind::InsufficientSpace);
+    assert_eq!(err.op(), Op::CheckSpace);
+    assert_eq!(err.path(), target);
+    let (needed, available) = err.space().expect("sizes");
+    assert!(needed > available);
+    assert!(err.is_recoverable());
+    assert!(err.to_string().contains("needed"), "{err}");
+    assert!(dir.entries().is_empty(), "nothing was created");
+}
+
+#[test]
+fn cleanup_removes_only_dead_writers_temp_files() {
+    let dir = Scratch::new("orphans");
+    // A dead writer's file: Linux pids stay below 2^22, so this pid cannot
+    // be running.
+    let dead = dir.path(".a.png.sfatomic-4194304-0123456789abcdef.tmp");
+    fs::write(&dead, b"partial").expect("plant");
+    // A live writer's file: ours, still open and locked.
+    let mut live = AtomicFile::create(dir.path("b.png")).expect("create");
+    live.write_all(b"in progress").expect("write");
+    // Look-alikes that are not ours.
+    for other in ["c.tmp", ".c.sfatomic-1-xyz.tmp", "notes.txt"] {
+        fs::write(dir.path(other), b"user data").expect("plant");
+    }
+    let report = cleanup_orphans(&dir.0).expect("cleanup");
+    assert_eq!(report.removed, std::slice::from_ref(&dead));
+    assert_eq!(report.kept, [live.temp_path().to_path_buf()]);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    for other in ["c.tmp", ".c.sfatomic-1-xyz.tmp", "notes.txt"] {
+        assert_eq!(fs::read(dir.path(other)).expect("kept"), b"user data");
+    }
+    // Past the maximum age, even a locked file goes (for file systems
+    // without working locks).
+    let report = cleanup_orphans_older_than(&dir.0, std::time::Duration::ZERO).expect("cleanup");
+    assert_eq!(report.removed, [live.temp_path().to_path_buf()]);
+    drop(live);
+}
