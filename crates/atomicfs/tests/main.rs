@@ -243,3 +243,98 @@ fn cleanup_removes_only_dead_writers_temp_files() {
     assert_eq!(report.removed, [live.temp_path().to_path_buf()]);
     drop(live);
 }
+
+const CHILD_ENV: &str = "STEADFAST_ATOMICFS_CRASH_CHILD";
+const PAYLOAD: usize = 1 << 20;
+
+fn payload(i: usize) -> Vec<u8> {
+    vec![if i.is_multiple_of(2) { 0xAA } else { 0x55 }; PAYLOAD]
+}
+
+/// The child of `sigkill_mid_write_leaves_old_or_new_and_no_orphans`: when
+/// started with the environment variable set, overwrites the target in a
+/// loop, printing a line after each commit, until it is killed. Run
+/// normally, it does nothing.
+#[test]
+fn crash_child() {
+    let Some(target) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let mut out = std::io::stdout();
+    for i in 0.. {
+        write(&target, payload(i)).expect("child write");
+        let _ = writeln!(out, "{i}");
+        let _ = out.flush();
+    }
+}
+
+#[test]
+fn sigkill_mid_write_leaves_old_or_new_and_no_orphans() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = Scratch::new("crash");
+    let target = dir.path("target.bin");
+    write(&target, payload(0)).expect("seed");
+    let (a, b) = (payload(0), payload(1));
+    // A small LCG: the test's randomness is seeded, so a failure replays.
+    let mut seed: u64 = 0x5EED_CAFE;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize
+    };
+    let mut mid_write = 0;
+    for round in 0..200 {
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, &target)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn child");
+        // Let it commit once or twice, so it is inside its write loop,
+        // then kill it at a seeded point within the next write.
+        let commits = 1 + next() % 2;
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        for _ in 0..commits {
+            assert!(
+                lines.next().is_some(),
+                "round {round}: the child died on its own"
+            );
+        }
+        let spin = next() % 200_000;
+        for i in 0..spin {
+            std::hint::black_box(i);
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+
+        let bytes = fs::read(&target).expect("target exists");
+        assert!(
+            bytes == a || bytes == b,
+            "round {round}: torn target ({} bytes)",
+            bytes.len()
+        );
+        let report = cleanup_orphans(&dir.0).expect("cleanup");
+        mid_write += usize::from(!report.removed.is_empty());
+        assert!(
+            report.failed.is_empty(),
+            "round {round}: {:?}",
+            report.failed
+        );
+        assert!(
+            report.kept.is_empty(),
+            "round {round}: kept {:?}",
+            report.kept
+        );
+        assert_eq!(dir.entries(), ["target.bin"], "round {round}");
+    }
+    // The kills must really land mid-write, or the test proves nothing.
+    assert!(
+        mid_write >= 20,
+        "only {mid_write} of 200 kills interrupted a write"
+    );
+    eprintln!("{mid_write} of 200 kills interrupted a write and left a temp file, all cleaned up");
+}
