@@ -338,3 +338,23 @@ fn sigkill_mid_write_leaves_old_or_new_and_no_orphans() {
     );
     eprintln!("{mid_write} of 200 kills interrupted a write and left a temp file, all cleaned up");
 }
+
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "current_thread")]
+async fn async_helpers_write_off_the_runtime_thread() {
+    let dir = Scratch::new("async");
+    let target = dir.path("a.bin");
+    steadfast_atomicfs::write_async(&target, vec![7u8; 4096], Options::new())
+        .await
+        .expect("write");
+    assert_eq!(fs::read(&target).expect("read"), vec![7u8; 4096]);
+    let err =
+        steadfast_atomicfs::write_async(dir.path("missing/a.bin"), b"x".to_vec(), Options::new())
+            .await
+            .expect_err("no directory");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    let report = steadfast_atomicfs::cleanup_orphans_async(&dir.0)
+        .await
+        .expect("cleanup");
+    assert!(report.removed.is_empty() && report.kept.is_empty());
+}
