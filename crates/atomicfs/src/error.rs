@@ -66,14 +66,15 @@ pub enum ErrorKind {
 /// A failed atomic write: which step, on which path, and why.
 ///
 /// Whatever the step, the target still holds exactly its old bytes (or
-/// still does not exist), except for [`Op::SyncDir`], which fails after the
-/// rename: the new bytes are in place but may not survive a crash.
+/// still does not exist); the one exception is reported by
+/// [`is_in_place`](Error::is_in_place).
 #[derive(Debug)]
 pub struct Error {
     op: Op,
     path: PathBuf,
     kind: ErrorKind,
     space: Option<(u64, u64)>,
+    in_place: bool,
     source: Option<io::Error>,
 }
 
@@ -96,6 +97,7 @@ impl Error {
             path: path.into(),
             kind,
             space: None,
+            in_place: false,
             source: Some(source),
         }
     }
@@ -112,6 +114,7 @@ impl Error {
             path: path.into(),
             kind: ErrorKind::InsufficientSpace,
             space: Some((needed, available)),
+            in_place: false,
             source: None,
         }
     }
@@ -119,6 +122,21 @@ impl Error {
     pub(crate) fn with_space(mut self, needed: u64, available: u64) -> Self {
         self.space = Some((needed, available));
         self
+    }
+
+    /// Marks a failed directory flush that could not be undone: the new
+    /// bytes are at the target.
+    pub(crate) fn renamed(mut self) -> Self {
+        self.in_place = true;
+        self
+    }
+
+    /// Whether the new bytes ended up at the target despite the error.
+    /// Only a failed directory flush whose rename could not be undone
+    /// (hard links unsupported) does that; every other error leaves the
+    /// target exactly as it was.
+    pub fn is_in_place(&self) -> bool {
+        self.in_place
     }
 
     /// What kind of failure this is.
@@ -164,6 +182,11 @@ impl fmt::Display for Error {
             (ErrorKind::InsufficientSpace, None) => write!(
                 f,
                 "not enough space to {} {path}; free some space or write elsewhere",
+                self.op
+            ),
+            (ErrorKind::SyncFailed, _) if self.in_place => write!(
+                f,
+                "could not {} {path}; the new file is in place but may not survive a power cut (check the device)",
                 self.op
             ),
             (ErrorKind::SyncFailed, _) => write!(

@@ -6,6 +6,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Op};
 use crate::platform;
@@ -85,6 +86,10 @@ impl Options {
         self
     }
 
+    pub(crate) fn durability_level(&self) -> Durability {
+        self.durability
+    }
+
     /// Free space to keep on top of the expected size (default 1 MiB): the
     /// old and new files coexist until the rename, and the file system
     /// needs room for its own metadata.
@@ -127,6 +132,25 @@ pub struct AtomicFile {
     target: PathBuf,
     options: Options,
     written: u64,
+    faults: Option<Faults>,
+}
+
+/// A hook consulted before each step: `Some(error)` makes the step fail
+/// with that error instead of running (the `testing` feature's
+/// fault-injecting sink).
+pub(crate) type Faults = Arc<dyn Fn(Op, &Path) -> Option<io::Error> + Send + Sync>;
+
+/// Runs `step` unless the fault hook fails it first.
+pub(crate) fn step<T>(
+    faults: &Option<Faults>,
+    op: Op,
+    path: &Path,
+    step: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    if let Some(error) = faults.as_ref().and_then(|inject| inject(op, path)) {
+        return Err(error);
+    }
+    step()
 }
 
 impl AtomicFile {
@@ -147,7 +171,15 @@ impl AtomicFile {
     /// [`Op::CheckSpace`] when an expected size does not fit;
     /// [`Op::Create`] if the temp file cannot be created.
     pub fn with_options(path: impl AsRef<Path>, options: Options) -> Result<Self, Error> {
-        let target = path.as_ref().to_path_buf();
+        Self::start(path.as_ref(), options, None)
+    }
+
+    pub(crate) fn start(
+        path: &Path,
+        options: Options,
+        faults: Option<Faults>,
+    ) -> Result<Self, Error> {
+        let target = path.to_path_buf();
         let dir = parent(&target);
         if let Some(size) = options.expected_size {
             let needed = size.saturating_add(options.space_margin);
@@ -163,13 +195,14 @@ impl AtomicFile {
             }
         }
         let name = target.file_name().unwrap_or(OsStr::new("file"));
-        let (file, temp) = create_temp(dir, name)?;
+        let (file, temp) = create_temp(dir, name, &faults)?;
         Ok(Self {
             file: Some(file),
             temp,
             target,
             options,
             written: 0,
+            faults,
         })
     }
 
@@ -208,42 +241,68 @@ impl AtomicFile {
     /// # Errors
     ///
     /// The step that failed, with the temp file removed and the target
-    /// untouched; except [`Op::SyncDir`], which fails after the rename. A
-    /// failed flush is never retried: the kernel may already have dropped
+    /// holding exactly its old bytes. That includes a failed directory
+    /// flush ([`Op::SyncDir`]), which comes after the rename: with `Full`
+    /// durability the old file is kept as a hard link until the directory
+    /// is flushed, and put back if the flush fails (where hard links are
+    /// not supported, the new bytes stay in place and the error says so).
+    /// A failed flush is never retried: the kernel may already have dropped
     /// the data.
     pub fn commit(mut self) -> Result<(), Error> {
-        let file = self.file.take();
-        let result = match &file {
-            Some(file) => self.finish(file),
-            None => Ok(()),
+        let Some(file) = self.file.take() else {
+            return Ok(());
         };
+        let prepared = self.prepare(&file);
         drop(file);
-        match result {
-            Ok(()) => Ok(()),
-            Err(error) => {
-                if error.op() != Op::SyncDir {
-                    let _ = fs::remove_file(&self.temp);
-                }
-                Err(error)
+        let result = prepared.and_then(|backup| {
+            if let Err(error) = self.rename() {
+                backup.forget();
+                return Err(error);
             }
+            if self.options.durability == Durability::Full {
+                let dir = parent(&self.target);
+                let synced = step(&self.faults, Op::SyncDir, dir, || platform::sync_dir(dir))
+                    .map_err(|e| Error::io(Op::SyncDir, dir, e));
+                settle(&self.target, backup, synced)?;
+            }
+            Ok(())
+        });
+        if result.is_err() {
+            let _ = fs::remove_file(&self.temp);
         }
+        result
     }
 
-    fn finish(&self, file: &File) -> Result<(), Error> {
+    /// Everything before the rename: final mode, data flush, and (for
+    /// `Full`) the hard link that keeps the old file until the directory
+    /// flush succeeds.
+    pub(crate) fn prepare(&self, file: &File) -> Result<Backup, Error> {
         let temp = &self.temp;
         platform::set_final_mode(file, &self.target, self.options.mode)
             .map_err(|e| Error::io(Op::SetPermissions, temp, e))?;
         if self.options.durability != Durability::None {
-            file.sync_data()
+            step(&self.faults, Op::Sync, temp, || file.sync_data())
                 .map_err(|e| self.space_aware(Error::io(Op::Sync, temp, e)))?;
         }
-        platform::rename_replace(temp, &self.target)
-            .map_err(|e| Error::io(Op::Rename, &self.target, e))?;
-        if self.options.durability == Durability::Full {
-            let dir = parent(&self.target);
-            platform::sync_dir(dir).map_err(|e| Error::io(Op::SyncDir, dir, e))?;
-        }
-        Ok(())
+        Ok(if self.options.durability == Durability::Full {
+            Backup::of(&self.target)
+        } else {
+            Backup::Unknown
+        })
+    }
+
+    /// Renames the temp file over the target.
+    pub(crate) fn rename(&self) -> Result<(), Error> {
+        step(&self.faults, Op::Rename, &self.target, || {
+            platform::rename_replace(&self.temp, &self.target)
+        })
+        .map_err(|e| Error::io(Op::Rename, &self.target, e))
+    }
+
+    /// Takes the open temp file out, so that dropping `self` removes
+    /// nothing (the batch commit drives the steps itself).
+    pub(crate) fn take_file(&mut self) -> Option<File> {
+        self.file.take()
     }
 
     /// Adds the sizes to an out-of-space error.
@@ -274,6 +333,10 @@ impl AtomicFile {
     ///
     /// [`Op::Write`].
     pub fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        // One check of the fault hook per call, even for an empty payload.
+        if let Err(e) = step(&self.faults, Op::Write, &self.temp, || Ok(())) {
+            return Err(self.space_aware(Error::io(Op::Write, &self.temp, e)));
+        }
         self.write_all(bytes)
             .map_err(|e| self.space_aware(Error::io(Op::Write, &self.temp, e)))
     }
@@ -281,7 +344,9 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file_ref().write(buf)?;
+        let n = step(&self.faults, Op::Write, &self.temp, || {
+            self.file_ref().write(buf)
+        })?;
         self.written += n as u64;
         Ok(n)
     }
@@ -323,14 +388,18 @@ pub(crate) fn parent(path: &Path) -> &Path {
 }
 
 /// Creates and locks a fresh temp file for `name` in `dir`.
-fn create_temp(dir: &Path, name: &OsStr) -> Result<(File, PathBuf), Error> {
+fn create_temp(
+    dir: &Path,
+    name: &OsStr,
+    faults: &Option<Faults>,
+) -> Result<(File, PathBuf), Error> {
     let mut last = None;
     for _ in 0..8 {
         let temp = dir.join(temp::name(name));
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         platform::private_no_follow(&mut options);
-        match options.open(&temp) {
+        match step(faults, Op::Create, &temp, || options.open(&temp)) {
             Ok(file) => {
                 // Best effort: a file system without locks still works,
                 // and clean-up then relies on the writer's pid and age.
@@ -388,4 +457,71 @@ pub fn write_with(
     let mut file = AtomicFile::with_options(path, options)?;
     file.write_bytes(bytes.as_ref())?;
     file.commit()
+}
+
+/// What was at the target before a `Full` commit, kept until the directory
+/// flush says the new entry is durable.
+#[derive(Debug)]
+pub(crate) enum Backup {
+    /// Nothing was there: undoing the rename means removing the target.
+    Absent,
+    /// The old file, hard-linked under a temp name (an orphan-cleanable
+    /// name, should the process die before removing it).
+    Linked(PathBuf),
+    /// Something we cannot put back (a directory, or hard links are not
+    /// supported).
+    Unknown,
+}
+
+impl Backup {
+    fn of(target: &Path) -> Self {
+        match fs::symlink_metadata(target) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Self::Absent,
+            Ok(meta) if !meta.is_dir() => {
+                let name = target.file_name().unwrap_or(OsStr::new("file"));
+                let backup = parent(target).join(temp::name(name));
+                match fs::hard_link(target, &backup) {
+                    Ok(()) => Self::Linked(backup),
+                    Err(_) => Self::Unknown,
+                }
+            }
+            _ => Self::Unknown,
+        }
+    }
+
+    /// Drops a backup that is no longer needed because the rename never
+    /// happened.
+    pub(crate) fn forget(self) {
+        if let Self::Linked(backup) = self {
+            let _ = fs::remove_file(backup);
+        }
+    }
+}
+
+/// After the directory flush: drop the backup on success; on failure put
+/// the old file back (or remove the new one) so the target keeps exactly
+/// its old state.
+pub(crate) fn settle(
+    target: &Path,
+    backup: Backup,
+    synced: Result<(), Error>,
+) -> Result<(), Error> {
+    match (synced, backup) {
+        (Ok(()), Backup::Linked(backup)) => {
+            if let Err(error) = fs::remove_file(&backup) {
+                tracing::debug!(target: "steadfast_atomicfs", path = %backup.display(), %error, "could not remove backup link");
+            }
+            Ok(())
+        }
+        (Ok(()), _) => Ok(()),
+        (Err(error), Backup::Linked(backup)) => {
+            let _ = platform::rename_replace(&backup, target);
+            Err(error)
+        }
+        (Err(error), Backup::Absent) => {
+            let _ = fs::remove_file(target);
+            Err(error)
+        }
+        (Err(error), Backup::Unknown) => Err(error.renamed()),
+    }
 }

@@ -10,9 +10,11 @@ use steadfast_atomicfs::{
     ErrorKind, Op, Options,
 };
 
+mod faults;
+
 /// A fresh directory under the target dir (on the real disk, not tmpfs),
 /// removed when dropped.
-struct Scratch(PathBuf);
+struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Self {
