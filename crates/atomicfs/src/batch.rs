@@ -6,7 +6,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Op};
-use crate::file::{parent, settle, step, AtomicFile, Backup, Durability, Faults, Options};
+use crate::file::{
+    parent, settle, step, AtomicFile, Backup, Durability, Existing, Faults, Options,
+};
 use crate::platform;
 
 /// Stages many files, possibly in several directories, and commits them
@@ -115,9 +117,10 @@ impl Batch {
 
     /// Commits every staged file and returns their paths.
     ///
-    /// 1. Each file gets its final mode and is flushed. A failure here
-    ///    commits nothing: every temp file is removed and every target
-    ///    keeps its old bytes.
+    /// 1. Each file gets its final mode and is flushed (several at a time,
+    ///    on scoped threads, for larger batches). A failure here commits
+    ///    nothing: every temp file is removed and every target keeps its
+    ///    old bytes.
     /// 2. Each file is renamed over its target, in staging order. A failure
     ///    stops there: the files before it are committed (their
     ///    directories are still flushed), the rest are discarded.
@@ -137,26 +140,20 @@ impl Batch {
         } = self;
         let durability = options.durability_level();
 
-        // 1. Flush every file (and keep the old targets for a roll-back).
+        // 1. Flush every file, several at a time: the device and the
+        //    file system's journal serve overlapping flushes together.
+        let outcomes = prepare_all(&files, durability);
         let mut prepared = Vec::with_capacity(files.len());
         let mut failed = Vec::new();
         let mut not_attempted = Vec::new();
-        let mut files = files.into_iter();
-        for file in files.by_ref() {
-            match file.prepare(file.file()) {
-                Ok(backup) => prepared.push((file, backup)),
-                Err(error) => {
-                    failed.push((file.target().to_path_buf(), error));
-                    break;
-                }
+        for (file, outcome) in files.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(existing) => prepared.push((file, existing)),
+                Err(error) => failed.push((file.target().to_path_buf(), error)),
             }
         }
         if !failed.is_empty() {
             not_attempted.extend(prepared.iter().map(|(f, _)| f.target().to_path_buf()));
-            not_attempted.extend(files.map(|f| f.target().to_path_buf()));
-            for (_, backup) in prepared {
-                backup.forget();
-            }
             return Err(BatchError {
                 committed: Vec::new(),
                 failed,
@@ -167,23 +164,21 @@ impl Batch {
         // 2. Rename, in order, until the first failure.
         let mut renamed: Vec<(PathBuf, Backup)> = Vec::with_capacity(prepared.len());
         let mut rest = prepared.into_iter();
-        for (mut file, backup) in rest.by_ref() {
-            match file.rename() {
-                Ok(()) => {
+        for (mut file, existing) in rest.by_ref() {
+            match file.install(existing) {
+                Ok(backup) => {
                     // Renamed: closing the file now leaves nothing for its
                     // `Drop` to remove.
                     drop(file.take_file());
                     renamed.push((file.target().to_path_buf(), backup));
                 }
                 Err(error) => {
-                    backup.forget();
                     failed.push((file.target().to_path_buf(), error));
                     break;
                 }
             }
         }
-        for (file, backup) in rest {
-            backup.forget();
+        for (file, _) in rest {
             not_attempted.push(file.target().to_path_buf());
         }
 
@@ -238,6 +233,46 @@ impl fmt::Debug for Batch {
             .field("files", &self.files)
             .finish_non_exhaustive()
     }
+}
+
+/// How many files one flushing thread takes at least.
+const FILES_PER_THREAD: usize = 8;
+/// The most flushing threads a batch starts.
+const MAX_THREADS: usize = 8;
+
+/// Prepares (mode, flush) every file; with flushes to do and enough files,
+/// on up to [`MAX_THREADS`] scoped threads.
+fn prepare_all(files: &[AtomicFile], durability: Durability) -> Vec<Result<Existing, Error>> {
+    let prepare = |file: &AtomicFile| file.prepare(file.file());
+    let threads = (files.len() / FILES_PER_THREAD).clamp(1, MAX_THREADS);
+    if durability == Durability::None || threads == 1 {
+        return files.iter().map(prepare).collect();
+    }
+    let chunk = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(prepare).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .zip(files.chunks(chunk))
+            .flat_map(|(handle, part)| match handle.join() {
+                Ok(outcomes) => outcomes,
+                // A panicking flush (none is expected) fails its files.
+                Err(_) => part
+                    .iter()
+                    .map(|f| {
+                        Err(Error::io(
+                            Op::Sync,
+                            f.temp_path(),
+                            io::Error::other("flush thread panicked"),
+                        ))
+                    })
+                    .collect(),
+            })
+            .collect()
+    })
 }
 
 /// The same error again (an `io::Error` is not `Clone`).

@@ -254,11 +254,8 @@ impl AtomicFile {
         };
         let prepared = self.prepare(&file);
         drop(file);
-        let result = prepared.and_then(|backup| {
-            if let Err(error) = self.rename() {
-                backup.forget();
-                return Err(error);
-            }
+        let result = prepared.and_then(|existing| {
+            let backup = self.install(existing)?;
             if self.options.durability == Durability::Full {
                 let dir = parent(&self.target);
                 let synced = step(&self.faults, Op::SyncDir, dir, || platform::sync_dir(dir))
@@ -273,30 +270,58 @@ impl AtomicFile {
         result
     }
 
-    /// Everything before the rename: final mode, data flush, and (for
-    /// `Full`) the hard link that keeps the old file until the directory
-    /// flush succeeds.
-    pub(crate) fn prepare(&self, file: &File) -> Result<Backup, Error> {
+    /// Everything before the rename: look at the target, give the temp
+    /// file its final mode, flush it. Changes nothing outside the temp
+    /// file.
+    pub(crate) fn prepare(&self, file: &File) -> Result<Existing, Error> {
         let temp = &self.temp;
-        platform::set_final_mode(file, &self.target, self.options.mode)
+        let existing = fs::symlink_metadata(&self.target).ok();
+        platform::set_final_mode(file, existing.as_ref(), self.options.mode)
             .map_err(|e| Error::io(Op::SetPermissions, temp, e))?;
         if self.options.durability != Durability::None {
             step(&self.faults, Op::Sync, temp, || file.sync_data())
                 .map_err(|e| self.space_aware(Error::io(Op::Sync, temp, e)))?;
         }
-        Ok(if self.options.durability == Durability::Full {
-            Backup::of(&self.target)
-        } else {
-            Backup::Unknown
+        Ok(match existing {
+            None => Existing::Absent,
+            Some(meta) if meta.is_dir() => Existing::Other,
+            Some(_) => Existing::File,
         })
     }
 
-    /// Renames the temp file over the target.
-    pub(crate) fn rename(&self) -> Result<(), Error> {
+    /// Puts the temp file at the target. With `Full` durability, keeps
+    /// what was there until the directory flush succeeds: an existing file
+    /// is swapped with the temp file in one atomic step
+    /// (`RENAME_EXCHANGE`), or where that is not supported hard-linked
+    /// under a fresh temp name before the rename.
+    pub(crate) fn install(&self, existing: Existing) -> Result<Backup, Error> {
+        let fail = |e| Error::io(Op::Rename, &self.target, e);
+        let full = self.options.durability == Durability::Full;
+        if full && existing == Existing::File {
+            let swapped = step(&self.faults, Op::Rename, &self.target, || {
+                platform::exchange(&self.temp, &self.target)
+            })
+            .map_err(fail)?;
+            if swapped {
+                return Ok(Backup::Swapped(self.temp.clone()));
+            }
+            let backup = Backup::link(&self.target);
+            return match platform::rename_replace(&self.temp, &self.target) {
+                Ok(()) => Ok(backup),
+                Err(e) => {
+                    backup.forget();
+                    Err(fail(e))
+                }
+            };
+        }
         step(&self.faults, Op::Rename, &self.target, || {
             platform::rename_replace(&self.temp, &self.target)
         })
-        .map_err(|e| Error::io(Op::Rename, &self.target, e))
+        .map_err(fail)?;
+        Ok(match existing {
+            Existing::Absent if full => Backup::Absent,
+            _ => Backup::Unknown,
+        })
     }
 
     /// Takes the open temp file out, so that dropping `self` removes
@@ -459,39 +484,45 @@ pub fn write_with(
     file.commit()
 }
 
+/// What is at the target before the commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Existing {
+    Absent,
+    /// A file or a symlink: something a rename replaces.
+    File,
+    /// A directory or something else we cannot put back.
+    Other,
+}
+
 /// What was at the target before a `Full` commit, kept until the directory
 /// flush says the new entry is durable.
 #[derive(Debug)]
 pub(crate) enum Backup {
     /// Nothing was there: undoing the rename means removing the target.
     Absent,
-    /// The old file, hard-linked under a temp name (an orphan-cleanable
-    /// name, should the process die before removing it).
+    /// The old file, swapped to the temp file's name.
+    Swapped(PathBuf),
+    /// The old file, hard-linked under a fresh temp name (an
+    /// orphan-cleanable name, should the process die before removing it).
     Linked(PathBuf),
-    /// Something we cannot put back (a directory, or hard links are not
-    /// supported).
+    /// Something we cannot put back (a directory, hard links unsupported),
+    /// or nothing to put back (no directory flush).
     Unknown,
 }
 
 impl Backup {
-    fn of(target: &Path) -> Self {
-        match fs::symlink_metadata(target) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Self::Absent,
-            Ok(meta) if !meta.is_dir() => {
-                let name = target.file_name().unwrap_or(OsStr::new("file"));
-                let backup = parent(target).join(temp::name(name));
-                match fs::hard_link(target, &backup) {
-                    Ok(()) => Self::Linked(backup),
-                    Err(_) => Self::Unknown,
-                }
-            }
-            _ => Self::Unknown,
+    fn link(target: &Path) -> Self {
+        let name = target.file_name().unwrap_or(OsStr::new("file"));
+        let backup = parent(target).join(temp::name(name));
+        match fs::hard_link(target, &backup) {
+            Ok(()) => Self::Linked(backup),
+            Err(_) => Self::Unknown,
         }
     }
 
-    /// Drops a backup that is no longer needed because the rename never
-    /// happened.
-    pub(crate) fn forget(self) {
+    /// Drops a hard-link backup that is no longer needed because the
+    /// rename never happened.
+    fn forget(self) {
         if let Self::Linked(backup) = self {
             let _ = fs::remove_file(backup);
         }
@@ -507,13 +538,23 @@ pub(crate) fn settle(
     synced: Result<(), Error>,
 ) -> Result<(), Error> {
     match (synced, backup) {
-        (Ok(()), Backup::Linked(backup)) => {
+        (Ok(()), Backup::Linked(backup) | Backup::Swapped(backup)) => {
             if let Err(error) = fs::remove_file(&backup) {
                 tracing::debug!(target: "steadfast_atomicfs", path = %backup.display(), %error, "could not remove backup link");
             }
             Ok(())
         }
         (Ok(()), _) => Ok(()),
+        (Err(error), Backup::Swapped(backup)) => {
+            // Swap back: the old file returns, the new one goes back to
+            // the temp name, which the caller removes.
+            if matches!(platform::exchange(&backup, target), Ok(true)) {
+                let _ = fs::remove_file(&backup);
+            } else {
+                let _ = platform::rename_replace(&backup, target);
+            }
+            Err(error)
+        }
         (Err(error), Backup::Linked(backup)) => {
             let _ = platform::rename_replace(&backup, target);
             Err(error)

@@ -1,7 +1,7 @@
 //! What differs between platforms: permissions, rename, directory flush,
 //! free space, process liveness.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io;
 use std::path::Path;
 
@@ -25,13 +25,15 @@ mod unix {
 
     /// The mode to give the new file: the caller's, else the replaced
     /// regular file's, else `0o666` less the umask.
-    pub(crate) fn set_final_mode(file: &File, target: &Path, mode: Option<u32>) -> io::Result<()> {
-        let mode = match mode {
-            Some(mode) => mode,
-            None => match std::fs::symlink_metadata(target) {
-                Ok(meta) if meta.file_type().is_file() => meta.permissions().mode() & 0o7777,
-                _ => 0o666 & !umask(),
-            },
+    pub(crate) fn set_final_mode(
+        file: &File,
+        existing: Option<&Metadata>,
+        mode: Option<u32>,
+    ) -> io::Result<()> {
+        let mode = match (mode, existing) {
+            (Some(mode), _) => mode,
+            (None, Some(meta)) if meta.file_type().is_file() => meta.permissions().mode() & 0o7777,
+            _ => 0o666 & !umask(),
         };
         file.set_permissions(std::fs::Permissions::from_mode(mode))
     }
@@ -56,6 +58,25 @@ mod unix {
     /// replaced, not followed).
     pub(crate) fn rename_replace(from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
+    }
+
+    /// Swaps `from` and `to` atomically (`renameat2(RENAME_EXCHANGE)`,
+    /// Linux 3.15+). `Ok(false)` where the system or the file system cannot.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn exchange(from: &Path, to: &Path) -> io::Result<bool> {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        use rustix::io::Errno;
+        match renameat_with(CWD, from, CWD, to, RenameFlags::EXCHANGE) {
+            Ok(()) => Ok(true),
+            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// No atomic exchange here.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(crate) fn exchange(_from: &Path, _to: &Path) -> io::Result<bool> {
+        Ok(false)
     }
 
     /// `fsync` on the directory, so the new entry survives a crash.
@@ -93,11 +114,20 @@ mod windows {
     pub(crate) fn private_no_follow(_options: &mut OpenOptions) {}
 
     /// Only the read-only flag exists; a replaced file's is kept.
-    pub(crate) fn set_final_mode(file: &File, target: &Path, _mode: Option<u32>) -> io::Result<()> {
-        if let Ok(meta) = std::fs::metadata(target) {
-            file.set_permissions(meta.permissions())?;
+    pub(crate) fn set_final_mode(
+        file: &File,
+        existing: Option<&Metadata>,
+        _mode: Option<u32>,
+    ) -> io::Result<()> {
+        match existing {
+            Some(meta) if meta.is_file() => file.set_permissions(meta.permissions()),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    /// No atomic exchange on Windows.
+    pub(crate) fn exchange(_from: &Path, _to: &Path) -> io::Result<bool> {
+        Ok(false)
     }
 
     /// `MoveFileExW(MOVEFILE_REPLACE_EXISTING)` through std, with POSIX

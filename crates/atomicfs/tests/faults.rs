@@ -97,13 +97,14 @@ fn a_batch_flushes_each_directory_once_and_commits_everything() {
     let counter = FaultySink::new(Op::SyncDir, Fault::Io).on_run(u64::MAX);
     let mut batch = counter.batch();
     let mut expected = Vec::new();
-    for i in 0..10 {
+    // 40 files: enough for the flushes to run on several threads.
+    for i in 0..40 {
         let sub = if i % 2 == 0 { "a" } else { "b" };
         let path = dir.path(sub).join(format!("{i}.txt"));
         batch.add(&path, format!("file {i}")).expect("stage");
         expected.push(path);
     }
-    assert_eq!(batch.len(), 10);
+    assert_eq!(batch.len(), 40);
     let committed = batch.commit().expect("commit");
     assert_eq!(committed, expected, "all committed, in staging order");
     assert_eq!(counter.runs(), 2, "one flush per directory, not per file");
@@ -111,7 +112,7 @@ fn a_batch_flushes_each_directory_once_and_commits_everything() {
         assert_eq!(fs::read_to_string(path).expect("read"), format!("file {i}"));
     }
     assert_eq!(dir.entries(), ["a", "b"]);
-    assert_eq!(fs::read_dir(dir.path("a")).expect("ls").count(), 5);
+    assert_eq!(fs::read_dir(dir.path("a")).expect("ls").count(), 20);
 }
 
 #[test]
