@@ -1,0 +1,3 @@
+//! Integration tests of steadfast-ratelimit, on tokio's paused clock.
+
+mod basics;
