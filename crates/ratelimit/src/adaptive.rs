@@ -27,6 +27,8 @@ pub(crate) struct Cubic {
     last_throttle: f64,
     /// Measured send rate (permits/s), smoothed.
     measured: f64,
+    /// The send rate of the last full window alone.
+    last_sample: f64,
     window_start: f64,
     window_admitted: u64,
 }
@@ -42,6 +44,7 @@ impl Cubic {
             k: 0.0,
             last_throttle: f64::NEG_INFINITY,
             measured: 0.0,
+            last_sample: 0.0,
             window_start: 0.0,
             window_admitted: 0,
         }
@@ -91,6 +94,7 @@ impl Cubic {
             } else {
                 SMOOTHING * sent + (1.0 - SMOOTHING) * self.measured
             };
+            self.last_sample = sent;
             self.window_start = now;
             self.window_admitted = admitted;
         }
@@ -121,7 +125,10 @@ impl Cubic {
         }
         let t = now - self.last_throttle - self.k;
         let curve = (SCALE * t * t * t + self.w_max).clamp(self.floor, self.ceiling);
-        self.rate = if self.measured >= UTILIZATION * self.rate {
+        // "In use" by the smoothed rate and the latest window both, so the
+        // smoothing's lag after a busy spell does not count as use.
+        let in_use = self.measured.min(self.last_sample);
+        self.rate = if in_use >= UTILIZATION * self.rate {
             curve.min(2.0 * self.measured).max(self.floor)
         } else {
             curve.min(self.rate)
@@ -163,6 +170,7 @@ mod tests {
         cubic2.observe(1.0, 40);
         cubic2.on_throttle(1.0);
         cubic2.measured = 1000.0; // no send-rate cap for this check
+        cubic2.last_sample = 1000.0;
         let a = cubic2.on_success(1.0 + k / 2.0);
         let b = cubic2.on_success(1.0 + k);
         let c = cubic2.on_success(1.0 + 1.5 * k);
@@ -174,6 +182,7 @@ mod tests {
     fn never_above_the_ceiling_nor_below_the_floor() {
         let mut cubic = Cubic::new(10.0, 2.0);
         cubic.measured = 1000.0;
+        cubic.last_sample = 1000.0;
         for i in 0..50 {
             let rate = cubic.on_throttle(f64::from(i));
             assert!((2.0..=10.0).contains(&rate), "{rate}");

@@ -1,3 +1,7 @@
 //! Integration tests of steadfast-ratelimit, on tokio's paused clock.
 
+mod adaptive;
 mod basics;
+mod fairness;
+mod http;
+mod properties;
