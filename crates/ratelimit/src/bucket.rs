@@ -225,7 +225,12 @@ enum Booking {
 
 impl Shared {
     fn now(&self) -> u64 {
-        nanos(Instant::now().saturating_duration_since(self.epoch))
+        let elapsed = Instant::now().saturating_duration_since(self.epoch);
+        // Cheaper than `as_nanos` (a 128-bit multiply) on the fast path.
+        elapsed
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(elapsed.subsec_nanos()))
     }
 
     fn instant(&self, ns: u64) -> Instant {
