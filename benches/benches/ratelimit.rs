@@ -29,11 +29,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use steadfast_ratelimit::TokenBucket;
 
 fn steadfast_unlimited() -> TokenBucket {
-    TokenBucket::new(
-        "1000000000/s burst 1000000000"
-            .parse()
-            .expect("valid rate"),
-    )
+    TokenBucket::new("1000000000/s burst 1000000000".parse().expect("valid rate"))
 }
 
 fn governor_unlimited() -> DefaultDirectRateLimiter {
@@ -196,9 +192,7 @@ fn waiters(c: &mut Criterion) {
     macro_rules! contender {
         ($name:literal, $make:expr) => {
             group.bench_function($name, |b| {
-                b.iter_custom(|iters| {
-                    (0..iters).map(|_| drain(&runtime, $make()).0).sum()
-                });
+                b.iter_custom(|iters| (0..iters).map(|_| drain(&runtime, $make()).0).sum());
             });
             wakeups.push(($name, drain(&runtime, $make()).1));
         };

@@ -1,0 +1,2 @@
+//! Crashes: SIGKILL mid-record, the lock across processes, and damaged
+//! files (proptest).
