@@ -328,3 +328,66 @@ fn a_journal_left_by_an_interrupted_removal_counts_as_nothing() {
     let store = fresh(FileStore::open(config(&out.0, &["svg"], &clock)).expect("open"));
     assert!(store.completed().is_empty());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_layer_skips_done_keys_and_records_successes() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use steadfast_checkpoint::{CheckpointError, CheckpointLayer, Checkpointed};
+    use tower::{service_fn, Layer, ServiceExt};
+
+    let out = Scratch::new("layer");
+    let clock = TestClock::at(T0);
+    let mut store = fresh(FileStore::open(config(&out.0, &["svg"], &clock)).expect("open"));
+    store.record(&["done-before"]).expect("an earlier run");
+    let store = Arc::new(Mutex::new(store));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let inner = service_fn(move |id: String| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if id == "broken" {
+                Err("render failed")
+            } else {
+                Ok(format!("<svg id='{id}'/>"))
+            }
+        }
+    });
+    let service = CheckpointLayer::new(Arc::clone(&store), |id: &String| id.clone()).layer(inner);
+
+    let skipped = service
+        .clone()
+        .oneshot("done-before".into())
+        .await
+        .expect("skip");
+    assert_eq!(skipped, Checkpointed::Skipped);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "the inner service was not called"
+    );
+
+    let done = service.clone().oneshot("new".into()).await.expect("done");
+    assert_eq!(done, Checkpointed::Done("<svg id='new'/>".to_string()));
+    assert!(store.lock().expect("lock").is_done("new"));
+
+    match service.clone().oneshot("broken".into()).await {
+        Err(CheckpointError::Service(e)) => assert_eq!(e, "render failed"),
+        other => panic!("expected the inner error, got {other:?}"),
+    }
+    assert!(
+        !store.lock().expect("lock").is_done("broken"),
+        "failures are not recorded"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    drop(service);
+
+    // Recorded durably: a reopened store has it.
+    let store = Arc::into_inner(store)
+        .expect("sole owner")
+        .into_inner()
+        .expect("lock");
+    drop(store);
+    let store = resumed(FileStore::open(config(&out.0, &["svg"], &clock)).expect("reopen"));
+    assert!(store.is_done("new") && store.is_done("done-before"));
+}
