@@ -122,7 +122,7 @@ impl From<steadfast_atomicfs::Error> for Error {
 
 /// Why a checkpoint on disk cannot be resumed. Nothing is deleted: the
 /// caller decides (a `--restart` flag calls
-/// [`FileStore::discard`](crate::FileStore::discard)).
+/// [`Rejected::discard`](crate::Rejected::discard)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Rejection {
