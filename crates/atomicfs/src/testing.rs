@@ -1,4 +1,4 @@
-//! A fault-injecting [`FileSink`] for tests (feature `testing`).
+//! A fault-injecting [`FileSink`](crate::FileSink) for tests (feature `testing`).
 //!
 //! ```
 //! use std::path::Path;
