@@ -292,18 +292,41 @@ async fn the_budget_caps_retries_across_operations() {
         .contains("retry budget"));
 }
 
-/// Collects the fields of every event, as `name=value` strings.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Vec<String>>>>);
+thread_local! {
+    /// This thread's captured events, while a test captures.
+    static CAPTURED: std::cell::RefCell<Option<Vec<Vec<String>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The process-wide subscriber of this test binary: it hands each event to
+/// the capture of the thread that emitted it, if that thread captures.
+/// Being global (not a scoped default), its interest in every callsite is
+/// fixed, so no other test's thread can cache a "never" that hides events
+/// from a capturing test (the race a scoped subscriber has).
+struct Capture;
+
+impl Capture {
+    /// Captures this thread's events until `take`.
+    fn start() {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            tracing::subscriber::set_global_default(Capture).expect("the only global subscriber");
+        });
+        CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    }
+
+    /// Stops capturing and returns the events, as `name=value` strings.
+    fn take() -> Vec<Vec<String>> {
+        CAPTURED.with(|c| c.borrow_mut().take().unwrap_or_default())
+    }
+}
 
 impl tracing::Subscriber for Capture {
-    // Ask every time: other tests' threads have no subscriber, and a cached
-    // "never" from them must not hide events from this one.
     fn register_callsite(
         &self,
         _: &'static tracing::Metadata<'static>,
     ) -> tracing::subscriber::Interest {
-        tracing::subscriber::Interest::sometimes()
+        tracing::subscriber::Interest::always()
     }
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
         true
@@ -323,9 +346,13 @@ impl tracing::Subscriber for Capture {
                 self.0.push(format!("{}={}", field.name(), value));
             }
         }
-        let mut fields = Fields(vec![format!("level={}", event.metadata().level())]);
-        event.record(&mut fields);
-        self.0.lock().unwrap().push(fields.0);
+        CAPTURED.with(|c| {
+            if let Some(events) = c.borrow_mut().as_mut() {
+                let mut fields = Fields(vec![format!("level={}", event.metadata().level())]);
+                event.record(&mut fields);
+                events.push(fields.0);
+            }
+        });
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
@@ -333,9 +360,7 @@ impl tracing::Subscriber for Capture {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn one_tracing_event_per_retry_with_attempt_delay_source_and_reason() {
-    let capture = Capture::default();
-    let _guard = tracing::subscriber::set_default(capture.clone());
-    tracing::callsite::rebuild_interest_cache();
+    Capture::start();
     let retrier = Retrier::new(doubling(2)).policy(|outcome: &Result<(), ()>| match outcome {
         Ok(()) => Action::Done,
         Err(()) => Action::retry_after(
@@ -347,7 +372,7 @@ async fn one_tracing_event_per_retry_with_attempt_delay_source_and_reason() {
         ),
     });
     let _ = retrier.run(|| std::future::ready(Err(()))).await;
-    let events = capture.0.lock().unwrap().clone();
+    let events = Capture::take();
     let retries: Vec<_> = events
         .iter()
         .filter(|e| e.iter().any(|f| f == "level=INFO"))
