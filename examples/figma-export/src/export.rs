@@ -1,0 +1,934 @@
+//! The export: fetch the file, write the colors, render and download the
+//! icons and images through one tower stack per kind of request, sharing
+//! one rate limiter, checkpointed item by item.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+use steadfast_atomicfs::{Disk, PersistError, PersistLayer, Persisted};
+use steadfast_backoff::{
+    Action, ErrorKind as RetryKind, HttpPolicy, Jitter, Reason, Replay, Retrier, RetryError,
+    RetryLayer, Schedule,
+};
+use steadfast_checkpoint::{
+    config_hash, CheckpointError, CheckpointLayer, Checkpointed, Config, FileStore, Opened,
+};
+use steadfast_ratelimit::{Rate, RateLimitLayer, TokenBucket};
+use tokio::time::Instant;
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+use crate::names::Namer;
+
+/// The Figma API.
+pub const FIGMA_API: &str = "https://api.figma.com";
+
+/// A secret: never printed, not even by `Debug`.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a token.
+    pub fn new(token: String) -> Self {
+        Self(token)
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// An output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum Format {
+    /// Icons as SVG.
+    Svg,
+    /// Icons as PDF.
+    Pdf,
+    /// Images as PNG, at each scale.
+    Png,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Svg => "svg",
+            Self::Pdf => "pdf",
+            Self::Png => "png",
+        }
+    }
+
+    fn magic(self) -> &'static [u8] {
+        match self {
+            Self::Svg => b"<svg",
+            Self::Pdf => b"%PDF",
+            Self::Png => b"\x89PNG\r\n\x1a\n",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "svg" => Ok(Self::Svg),
+            "pdf" => Ok(Self::Pdf),
+            "png" => Ok(Self::Png),
+            other => Err(format!("unknown format {other:?}; use svg, pdf or png")),
+        }
+    }
+}
+
+/// Everything an export needs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The Figma file key.
+    pub file_key: String,
+    /// Where the files go.
+    pub out: PathBuf,
+    /// Formats: svg/pdf for icons, png for images.
+    pub formats: Vec<Format>,
+    /// PNG scales.
+    pub scales: Vec<u32>,
+    /// Ids per `/v1/images` call.
+    pub batch_size: usize,
+    /// Downloads at once.
+    pub concurrency: usize,
+    /// The API rate (the ceiling the limiter adapts under).
+    pub rate_limit: Rate,
+    /// Retries per request.
+    pub max_retries: u32,
+    /// The longest `Retry-After` to wait for; longer ones stop the export.
+    pub max_retry_after: Duration,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Stop at the first fault.
+    pub fail_fast: bool,
+    /// Continue from a checkpoint.
+    pub resume: bool,
+    /// Discard a checkpoint and start over.
+    pub restart: bool,
+    /// Show the limiter's status line.
+    pub verbose: bool,
+    /// No progress output.
+    pub quiet: bool,
+    /// List what would be exported, write nothing.
+    pub dry_run: bool,
+    /// The API's base URL.
+    pub api_url: String,
+    /// The token.
+    pub token: Token,
+}
+
+/// What an export did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Files written by this run.
+    pub exported: u64,
+    /// Items skipped because an earlier run had done them.
+    pub skipped: u64,
+    /// Items that failed (null renders); the checkpoint is kept.
+    pub failed: Vec<String>,
+    /// Requests retried.
+    pub retried: u64,
+    /// 429s met.
+    pub throttled: u64,
+    /// Colors written.
+    pub colors: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Why an export stopped, with its exit code.
+#[derive(Debug)]
+pub struct ExportError {
+    /// 2 usage, 3 recoverable (resume later), 4 fatal.
+    pub code: i32,
+    /// What to tell the user, with the next step.
+    pub message: String,
+}
+
+impl ExportError {
+    fn usage(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    fn recoverable(message: impl Into<String>) -> Self {
+        Self {
+            code: 3,
+            message: message.into(),
+        }
+    }
+
+    fn fatal(message: impl Into<String>) -> Self {
+        Self {
+            code: 4,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ExportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+const RESUME_HINT: &str = "Try again later, or run again with --resume";
+
+/// A GET without a body, for the client.
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// Sends a request and reads the whole body, within the timeout.
+async fn fetch(
+    client: HttpClient,
+    request: Request<Empty<Bytes>>,
+    timeout: Duration,
+) -> Result<Response<Bytes>, BoxError> {
+    let exchange = async {
+        let response = client.request(request).await?;
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await?.to_bytes();
+        Ok::<_, BoxError>(Response::from_parts(parts, bytes))
+    };
+    tokio::time::timeout(timeout, exchange).await?
+}
+
+/// One file to download and write.
+#[derive(Clone, Debug)]
+struct Download {
+    key: String,
+    url: String,
+    path: PathBuf,
+    format: Format,
+}
+
+impl Replay for Download {
+    fn replay(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+/// Why a download failed.
+#[derive(Debug)]
+enum DownloadError {
+    Status(u16),
+    Magic,
+    Transport(BoxError),
+}
+
+impl fmt::Display for DownloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Status(code) => write!(f, "the image server answered {code}"),
+            Self::Magic => f.write_str("the downloaded file is not the format asked for"),
+            Self::Transport(e) => write!(f, "download failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DownloadError {}
+
+/// The retry policy of downloads.
+fn classify_download(outcome: &Result<Bytes, DownloadError>) -> Action {
+    match outcome {
+        Ok(_) => Action::Done,
+        Err(DownloadError::Status(code)) if *code >= 500 || *code == 429 => {
+            Action::retry(Reason::Status(*code))
+        }
+        Err(DownloadError::Status(code)) => Action::fail(Reason::Status(*code)),
+        Err(DownloadError::Magic) => Action::retry(Reason::Other("wrong bytes")),
+        Err(DownloadError::Transport(_)) => Action::retry(Reason::Connection),
+    }
+}
+
+/// Counters shared with the retry hooks.
+#[derive(Default)]
+struct Counters {
+    retried: AtomicU64,
+}
+
+/// The progress line that says why it waits.
+#[derive(Clone)]
+struct Progress {
+    bar: Arc<Mutex<ProgressBar>>,
+    quiet: bool,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        Self {
+            bar: Arc::new(Mutex::new(ProgressBar::hidden())),
+            quiet,
+        }
+    }
+
+    fn phase(&self, label: &str, len: u64) -> ProgressBar {
+        let bar = if self.quiet {
+            ProgressBar::hidden()
+        } else {
+            let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(label.to_string());
+            bar
+        };
+        *self
+            .bar
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = bar.clone();
+        bar
+    }
+
+    /// Why it waits: on the bar's message, and as a line of its own when
+    /// there is no terminal to draw the bar on.
+    fn say(&self, message: String) {
+        let bar = self
+            .bar
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !self.quiet && bar.is_hidden() {
+            eprintln!("  ↻ {message}");
+        }
+        bar.set_message(message);
+    }
+
+    fn println(&self, line: String) {
+        if self.quiet {
+            return;
+        }
+        let bar = self
+            .bar
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    }
+}
+
+/// One item of the export.
+#[derive(Clone, Debug)]
+struct Item {
+    node: String,
+    format: Format,
+    scale: u32,
+    path: PathBuf,
+}
+
+impl Item {
+    fn key(&self) -> String {
+        format!("{}/{}@{}", self.node, self.format.name(), self.scale)
+    }
+}
+
+/// The file's parts the export uses.
+struct FileInfo {
+    version: String,
+    colors: BTreeMap<String, String>,
+    icons: Vec<(String, String)>,
+    images: Vec<(String, String)>,
+}
+
+fn parse_file(body: &[u8]) -> Result<FileInfo, ExportError> {
+    let file: Value = serde_json::from_slice(body).map_err(|e| {
+        ExportError::fatal(format!(
+            "✗ Figma's answer is not JSON ({e}); check --api-url"
+        ))
+    })?;
+    let version = file["version"].as_str().unwrap_or("").to_string();
+    let styles = file["styles"].as_object().cloned().unwrap_or_default();
+    let mut colors = BTreeMap::new();
+    let mut icons = Vec::new();
+    let mut images = Vec::new();
+    let mut stack: Vec<(&Value, String)> = vec![(&file["document"], String::new())];
+    while let Some((node, page)) = stack.pop() {
+        let kind = node["type"].as_str().unwrap_or("");
+        let id = node["id"].as_str().unwrap_or("").to_string();
+        let name = node["name"].as_str().unwrap_or("").to_string();
+        if let Some(style) = node["styles"]["fill"].as_str() {
+            let is_fill = styles
+                .get(style)
+                .is_some_and(|s| s["styleType"].as_str() == Some("FILL"));
+            if let (true, Some(paint)) = (is_fill, node["fills"].get(0)) {
+                if paint["type"].as_str() == Some("SOLID") {
+                    let style_name = styles[style]["name"].as_str().unwrap_or(&name).to_string();
+                    colors.insert(style_name, css_color(paint));
+                }
+            }
+        }
+        if kind == "COMPONENT" {
+            icons.push((id.clone(), name.clone()));
+        } else if kind == "FRAME" && page == "Images" {
+            images.push((id.clone(), name.clone()));
+        }
+        let page = if kind == "CANVAS" { name } else { page };
+        if let Some(children) = node["children"].as_array() {
+            for child in children.iter().rev() {
+                stack.push((child, page.clone()));
+            }
+        }
+    }
+    icons.sort_by(|a, b| node_order(&a.0, &b.0));
+    images.sort_by(|a, b| node_order(&a.0, &b.0));
+    Ok(FileInfo {
+        version,
+        colors,
+        icons,
+        images,
+    })
+}
+
+/// Node ids in numeric order ("2:10" after "2:9").
+fn node_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let parse = |s: &str| -> (u64, u64) {
+        let (x, y) = s.split_once(':').unwrap_or((s, "0"));
+        (x.parse().unwrap_or(0), y.parse().unwrap_or(0))
+    };
+    parse(a).cmp(&parse(b)).then_with(|| a.cmp(b))
+}
+
+/// `#rrggbb` or `#rrggbbaa`, alpha = color.a × opacity.
+fn css_color(paint: &Value) -> String {
+    let channel = |v: &Value| (v.as_f64().unwrap_or(0.0).clamp(0.0, 1.0) * 255.0).round() as u8;
+    let c = &paint["color"];
+    let alpha = c["a"].as_f64().unwrap_or(1.0) * paint["opacity"].as_f64().unwrap_or(1.0);
+    let (r, g, b) = (channel(&c["r"]), channel(&c["g"]), channel(&c["b"]));
+    if alpha >= 1.0 {
+        format!("#{r:02x}{g:02x}{b:02x}")
+    } else {
+        let a = (alpha.clamp(0.0, 1.0) * 255.0).round() as u8;
+        format!("#{r:02x}{g:02x}{b:02x}{a:02x}")
+    }
+}
+
+/// `colors.json` (design tokens) and `colors.css` (custom properties).
+fn color_files(colors: &BTreeMap<String, String>) -> (Vec<u8>, Vec<u8>) {
+    let tokens: BTreeMap<&String, Value> = colors
+        .iter()
+        .map(|(name, value)| (name, serde_json::json!({"$type": "color", "$value": value})))
+        .collect();
+    let mut json = serde_json::to_vec_pretty(&tokens).unwrap_or_default();
+    json.push(b'\n');
+    let mut css = String::from(":root {\n");
+    for (name, value) in colors {
+        let var: Vec<String> = name.split('/').map(crate::names::slug).collect();
+        css.push_str(&format!("  --{}: {value};\n", var.join("-")));
+    }
+    css.push_str("}\n");
+    (json, css.into_bytes())
+}
+
+/// Runs an export.
+///
+/// # Errors
+///
+/// [`ExportError`] with the exit code and the message.
+pub async fn run(options: Options) -> Result<Summary, ExportError> {
+    let started = Instant::now();
+    let progress = Progress::new(options.quiet);
+    let counters = Arc::new(Counters::default());
+
+    // The HTTP client, the shared limiter and the API stack:
+    // retry → rate limit → fetch.
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let limiter = TokenBucket::new(options.rate_limit);
+    let retries = if options.fail_fast {
+        0
+    } else {
+        options.max_retries
+    };
+    let schedule = Schedule::exponential(Duration::from_secs(1), 2.0)
+        .map(|s| {
+            s.jitter(Jitter::Full)
+                .cap(Duration::from_secs(30))
+                .max_retries(retries)
+        })
+        .map_err(|e| ExportError::usage(format!("✗ {e}")))?;
+    let hook = {
+        let progress = progress.clone();
+        let counters = Arc::clone(&counters);
+        move |event: &steadfast_backoff::RetryEvent| {
+            counters.retried.fetch_add(1, Ordering::Relaxed);
+            progress.say(event.to_string());
+        }
+    };
+    let api_retrier = Retrier::new(schedule.clone())
+        .policy(HttpPolicy::boxed_errors())
+        .max_retry_after(options.max_retry_after)
+        .on_retry(hook.clone());
+    let timeout = options.timeout;
+    let fetch_client = client.clone();
+    let api = RetryLayer::new(api_retrier).layer(RateLimitLayer::new(limiter.clone()).layer(
+        tower::service_fn(move |request: Request<Empty<Bytes>>| {
+            fetch(fetch_client.clone(), request, timeout)
+        }),
+    ));
+    let api_get = |path: String| {
+        let mut api = api.clone();
+        let token = options.token.0.clone();
+        let url = format!("{}{path}", options.api_url.trim_end_matches('/'));
+        async move {
+            let request = Request::get(&url)
+                .header("x-figma-token", token)
+                .body(Empty::new())
+                .map_err(|e| ExportError::usage(format!("✗ bad --api-url {url:?}: {e}")))?;
+            let response = api
+                .ready()
+                .await
+                .map_err(|e| api_failure(&e))?
+                .call(request)
+                .await
+                .map_err(|e| api_failure(&e))?;
+            check_status(&response)?;
+            Ok::<_, ExportError>(response.into_body())
+        }
+    };
+
+    // 1. The file.
+    let spinner = progress.phase("file", 1);
+    progress.println(format!("GET /v1/files/{}", options.file_key));
+    spinner.set_message(format!("GET /v1/files/{}", options.file_key));
+    let body = api_get(format!("/v1/files/{}", options.file_key)).await?;
+    let file = parse_file(&body)?;
+    spinner.inc(1);
+    spinner.finish_with_message(format!(
+        "version {}: {} colors, {} icons, {} images",
+        file.version,
+        file.colors.len(),
+        file.icons.len(),
+        file.images.len()
+    ));
+
+    // 2. The items, with safe, unique paths.
+    let mut namer = Namer::default();
+    let mut items: Vec<Item> = Vec::new();
+    for format in [Format::Svg, Format::Pdf] {
+        if options.formats.contains(&format) {
+            for (id, name) in &file.icons {
+                let path =
+                    Path::new("icons").join(namer.assign(name, id, &format!(".{}", format.name())));
+                items.push(Item {
+                    node: id.clone(),
+                    format,
+                    scale: 1,
+                    path,
+                });
+            }
+        }
+    }
+    if options.formats.contains(&Format::Png) {
+        for scale in &options.scales {
+            for (id, name) in &file.images {
+                let suffix = if *scale == 1 {
+                    ".png".to_string()
+                } else {
+                    format!("@{scale}x.png")
+                };
+                let path = Path::new("images").join(namer.assign(name, id, &suffix));
+                items.push(Item {
+                    node: id.clone(),
+                    format: Format::Png,
+                    scale: *scale,
+                    path,
+                });
+            }
+        }
+    }
+    for (name, id, path) in &namer.collisions {
+        progress.println(format!(
+            "  ! {name:?} ({id}) collides with another name; written as {}",
+            path.display()
+        ));
+        tracing::warn!(name, id, path = %path.display(), "name collision");
+    }
+    if options.dry_run {
+        for item in &items {
+            println!(
+                "{} ← {} {}@{}x",
+                item.path.display(),
+                item.node,
+                item.format.name(),
+                item.scale
+            );
+        }
+        return Ok(Summary {
+            colors: file.colors.len(),
+            elapsed: started.elapsed(),
+            ..Summary::default()
+        });
+    }
+
+    // 3. The checkpoint: always on, keyed by node, format and scale.
+    std::fs::create_dir_all(&options.out).map_err(|e| {
+        ExportError::fatal(format!(
+            "✗ cannot create {}: {e}; choose another --out",
+            options.out.display()
+        ))
+    })?;
+    let hash = config_hash(&serde_json::json!({
+        "file": options.file_key,
+        "version": file.version,
+        "formats": options.formats,
+        "scales": options.scales,
+        "naming": 1,
+    }))
+    .map_err(|e| ExportError::fatal(format!("✗ {e}")))?;
+    let config = Config::new(&options.out, &options.file_key, hash)
+        .tool("figma-export", env!("CARGO_PKG_VERSION"));
+    let store = match FileStore::<()>::open(config) {
+        Err(steadfast_checkpoint::Error::Locked { holder, .. }) => {
+            let who = holder.map(|h| format!(" ({h})")).unwrap_or_default();
+            return Err(ExportError::recoverable(format!(
+                "✗ Another export{who} is writing to {}. Wait for it to finish, or use another --out.",
+                options.out.display()
+            )));
+        }
+        Err(e) => return Err(ExportError::recoverable(format!("✗ {e}"))),
+        Ok(Opened::Fresh(store)) => store,
+        Ok(Opened::Resumed { store, .. }) if options.resume => store,
+        Ok(Opened::Resumed { store, .. }) if options.restart => {
+            drop(store);
+            return Err(ExportError::usage(
+                "✗ internal: restart of a valid checkpoint",
+            ));
+        }
+        Ok(Opened::Resumed { store, .. }) => {
+            let done = store.completed().len();
+            return Err(ExportError::usage(format!(
+                "✗ An earlier export to {} stopped after {done} items. Run again with --resume to continue, or --restart to start over.",
+                options.out.display()
+            )));
+        }
+        Ok(Opened::Rejected(rejected)) if options.restart => rejected
+            .discard()
+            .map_err(|e| ExportError::recoverable(format!("✗ {e}")))?,
+        Ok(Opened::Rejected(rejected)) => {
+            return Err(ExportError::usage(format!(
+                "✗ Cannot resume: {}",
+                rejected.reason()
+            )));
+        }
+        Ok(_) => return Err(ExportError::fatal("✗ unexpected checkpoint state")),
+    };
+    let store = Arc::new(Mutex::new(store));
+
+    // Every folder the names call for, once.
+    let mut folders: Vec<PathBuf> = items
+        .iter()
+        .filter_map(|item| item.path.parent().map(|p| options.out.join(p)))
+        .collect();
+    folders.sort();
+    folders.dedup();
+    for folder in folders {
+        std::fs::create_dir_all(&folder).map_err(|e| {
+            ExportError::fatal(format!(
+                "✗ cannot create {}: {e}; check --out",
+                folder.display()
+            ))
+        })?;
+    }
+
+    // 4. Colors: two small files, written atomically.
+    let (json, css) = color_files(&file.colors);
+    for (name, bytes) in [("colors.json", json), ("colors.css", css)] {
+        steadfast_atomicfs::write(options.out.join(name), bytes).map_err(|e| write_failure(&e))?;
+    }
+
+    // 5. Renders and downloads. The download stack:
+    // checkpoint → persist → retry → download (no token).
+    let download_retrier = Retrier::new(schedule)
+        .policy(|outcome: &Result<Bytes, DownloadError>| classify_download(outcome))
+        .on_retry(hook);
+    let download_client = client.clone();
+    let fetch_file = tower::service_fn(move |d: Download| {
+        let client = download_client.clone();
+        async move {
+            let request = Request::get(&d.url)
+                .body(Empty::new())
+                .map_err(|e| DownloadError::Transport(e.into()))?;
+            let response = fetch(client, request, timeout)
+                .await
+                .map_err(DownloadError::Transport)?;
+            if response.status() != StatusCode::OK {
+                return Err(DownloadError::Status(response.status().as_u16()));
+            }
+            let body = response.into_body();
+            if !body.starts_with(d.format.magic()) {
+                return Err(DownloadError::Magic);
+            }
+            Ok(body)
+        }
+    });
+    let out = options.out.clone();
+    let stack = CheckpointLayer::new(Arc::clone(&store), |d: &Download| d.key.clone()).layer(
+        PersistLayer::new(Disk::new(), move |d: &Download| out.join(&d.path))
+            .layer(RetryLayer::new(download_retrier).layer(fetch_file)),
+    );
+
+    let mut summary = Summary {
+        colors: file.colors.len(),
+        ..Summary::default()
+    };
+    let mut groups: BTreeMap<(Format, u32), Vec<Item>> = BTreeMap::new();
+    for item in items {
+        groups
+            .entry((item.format, item.scale))
+            .or_default()
+            .push(item);
+    }
+    for ((format, scale), group) in groups {
+        let label = if format == Format::Png {
+            format!("images @{scale}x")
+        } else {
+            format!("icons {}", format.name())
+        };
+        let bar = progress.phase(&label, group.len() as u64);
+        let (done, todo): (Vec<Item>, Vec<Item>) = {
+            let store = store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            group
+                .into_iter()
+                .partition(|item| store.is_done(&item.key()))
+        };
+        summary.skipped += done.len() as u64;
+        bar.inc(done.len() as u64);
+        let mut batches: VecDeque<Vec<Item>> = todo
+            .chunks(options.batch_size.max(1))
+            .map(<[Item]>::to_vec)
+            .collect();
+        while let Some(batch) = batches.pop_front() {
+            if options.verbose {
+                bar.set_message(limiter.status().to_string());
+            }
+            let ids: Vec<&str> = batch.iter().map(|i| i.node.as_str()).collect();
+            let path = format!(
+                "/v1/images/{}?ids={}&format={}&scale={scale}",
+                options.file_key,
+                ids.join(","),
+                format.name()
+            );
+            let body = match api_get(path).await {
+                Ok(body) => body,
+                Err(e) if e.message.contains("Render timeout") && batch.len() > 1 => {
+                    let half = batch.len() / 2;
+                    batches.push_front(batch[half..].to_vec());
+                    batches.push_front(batch[..half].to_vec());
+                    progress.println(format!(
+                        "  ! render timeout: splitting a batch of {} ids",
+                        batch.len()
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(stopped(e, &summary, &store)),
+            };
+            let rendered: Value = serde_json::from_slice(&body).map_err(|e| {
+                ExportError::recoverable(format!(
+                    "✗ /v1/images answered something else than JSON ({e}). {RESUME_HINT}"
+                ))
+            })?;
+            let mut downloads = tokio::task::JoinSet::new();
+            let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
+            for item in batch {
+                let Some(url) = rendered["images"][&item.node].as_str() else {
+                    progress.println(format!(
+                        "  ! {} could not be rendered by Figma (null); skipped",
+                        item.node
+                    ));
+                    summary.failed.push(item.key());
+                    bar.inc(1);
+                    continue;
+                };
+                let download = Download {
+                    key: item.key(),
+                    url: url.to_string(),
+                    path: item.path.clone(),
+                    format,
+                };
+                let stack = stack.clone();
+                let permit = Arc::clone(&semaphore);
+                downloads.spawn(async move {
+                    let _permit = permit.acquire_owned().await;
+                    stack.oneshot(download).await
+                });
+            }
+            while let Some(joined) = downloads.join_next().await {
+                match joined {
+                    Ok(Ok(Checkpointed::Done(Persisted { .. }))) => summary.exported += 1,
+                    Ok(Ok(Checkpointed::Skipped)) => summary.skipped += 1,
+                    Ok(Err(e)) => {
+                        downloads.abort_all();
+                        return Err(stopped(download_failure(e), &summary, &store));
+                    }
+                    Err(join) => {
+                        return Err(stopped(
+                            ExportError::recoverable(format!(
+                                "✗ a download task failed: {join}. {RESUME_HINT}"
+                            )),
+                            &summary,
+                            &store,
+                        ));
+                    }
+                }
+                bar.inc(1);
+            }
+        }
+        bar.finish_with_message("done");
+        progress.println(format!("  {label}: done"));
+    }
+
+    drop(stack);
+    summary.retried = counters.retried.load(Ordering::Relaxed);
+    summary.throttled = limiter.status().throttled;
+    summary.elapsed = started.elapsed();
+    let store = Arc::try_unwrap(store)
+        .map_err(|_| ExportError::fatal("✗ internal: the checkpoint is still shared"))?
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if summary.failed.is_empty() {
+        store.remove().map_err(|e| {
+            ExportError::recoverable(format!(
+                "✗ the export is complete but its checkpoint could not be removed: {e}"
+            ))
+        })?;
+    }
+    Ok(summary)
+}
+
+/// The checkpoint is kept (every finished item is already recorded): say
+/// how far it got.
+fn stopped(
+    error: ExportError,
+    summary: &Summary,
+    _store: &Arc<Mutex<FileStore<()>>>,
+) -> ExportError {
+    if error.code == 3 {
+        ExportError::recoverable(format!(
+            "{}\n  {} files written before stopping; the checkpoint is saved.",
+            error.message, summary.exported
+        ))
+    } else {
+        error
+    }
+}
+
+/// 403, 404 and other client errors are fatal, with what to fix.
+fn check_status(response: &Response<Bytes>) -> Result<(), ExportError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let err = serde_json::from_slice::<Value>(response.body())
+        .ok()
+        .and_then(|v| {
+            v["err"]
+                .as_str()
+                .or(v["message"].as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    Err(match status.as_u16() {
+        403 => ExportError::fatal(format!(
+            "✗ Export failed: Figma refused the token ({err}). Set FIGMA_TOKEN to a valid personal access token with file read access."
+        )),
+        404 => ExportError::fatal(format!(
+            "✗ Export failed: file not found ({err}). Check --file (the key in the file's URL) and that the token's owner can open it."
+        )),
+        400 => ExportError::fatal(format!("✗ Export failed: Figma rejected the request: {err}")),
+        code => ExportError::recoverable(format!("✗ Export failed: Figma answered {code} {err}. {RESUME_HINT}")),
+    })
+}
+
+/// A request the retry layer gave up on.
+fn api_failure(error: &RetryError<Response<Bytes>, BoxError>) -> ExportError {
+    let figma = match error.last() {
+        Ok(response) => figma_limits(response),
+        Err(_) => String::new(),
+    };
+    match error.kind() {
+        RetryKind::RetryAfterTooLong => ExportError::recoverable(format!(
+            "✗ Export failed: rate limited; Figma asks to wait {}, more than --max-retry-after allows.{figma}\n  {RESUME_HINT} once the wait is over.",
+            error
+                .retry_after()
+                .map(|d| steadfast_backoff::HumanDuration(d).to_string())
+                .unwrap_or_else(|| "long".into())
+        )),
+        RetryKind::Fatal => match error.last() {
+            Ok(response) => check_status(response)
+                .err()
+                .unwrap_or_else(|| ExportError::fatal(format!("✗ Export failed: {error}"))),
+            Err(e) => ExportError::fatal(format!("✗ Export failed: {e}")),
+        },
+        _ => match error.last() {
+            Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => ExportError::recoverable(format!(
+                "✗ Export failed: rate limited after {} retries.{figma}\n  {RESUME_HINT}",
+                error.retries()
+            )),
+            Ok(response) if response.status().is_client_error() => check_status(response)
+                .err()
+                .unwrap_or_else(|| ExportError::fatal(format!("✗ Export failed: {error}"))),
+            _ => ExportError::recoverable(format!("✗ Export failed: {error}. {RESUME_HINT}")),
+        },
+    }
+}
+
+/// Figma's plan tier, limit type and upgrade link from a 429.
+fn figma_limits(response: &Response<Bytes>) -> String {
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+    let mut out = String::new();
+    if let Some(tier) = header("x-figma-plan-tier") {
+        out.push_str(&format!("\n  Figma plan tier: {tier}"));
+        if let Some(kind) = header("x-figma-rate-limit-type") {
+            out.push_str(&format!(", limit type: {kind}"));
+        }
+    }
+    if let Some(link) = header("x-figma-upgrade-link") {
+        out.push_str(&format!("\n  Higher limits: {link}"));
+    }
+    out
+}
+
+fn write_failure(error: &steadfast_atomicfs::Error) -> ExportError {
+    if error.is_recoverable() {
+        ExportError::recoverable(format!("✗ Export failed: {error}. {RESUME_HINT}"))
+    } else {
+        ExportError::fatal(format!("✗ Export failed: {error}"))
+    }
+}
+
+fn download_failure(
+    error: CheckpointError<PersistError<RetryError<Bytes, DownloadError>>>,
+) -> ExportError {
+    match error {
+        CheckpointError::Service(PersistError::Service(e)) => {
+            ExportError::recoverable(format!("✗ Export failed: {e}. {RESUME_HINT}"))
+        }
+        CheckpointError::Service(PersistError::Persist(e)) => write_failure(&e),
+        CheckpointError::Record(e) => {
+            ExportError::recoverable(format!("✗ Export failed: {e}. {RESUME_HINT}"))
+        }
+        #[allow(unreachable_patterns)]
+        _ => ExportError::recoverable(format!("✗ Export failed. {RESUME_HINT}")),
+    }
+}

@@ -1,0 +1,11 @@
+//! figma-export: a fault-tolerant Figma exporter built on the steadfast
+//! crates, and the fake Figma server its demo and tests run against.
+//!
+//! The binary's `--help` lists the flags; the workspace README shows the
+//! two commands (the demo, the tests).
+
+pub mod export;
+pub mod fake;
+pub mod names;
+
+pub use export::{run, ExportError, Format, Options, Summary, Token, FIGMA_API};

@@ -1,0 +1,1 @@
+//! Export runs against the fake server.
