@@ -116,11 +116,19 @@ impl Cubic {
         self.rate
     }
 
+    /// The recovery starts when a pause ends: time spent paused says
+    /// nothing about the server, so it does not count toward the curve.
+    pub(crate) fn defer(&mut self, until: f64) {
+        if self.enabled && until > self.last_throttle {
+            self.last_throttle = until;
+        }
+    }
+
     /// A success at `now`: follow the curve, but never above the ceiling,
     /// never more than twice the measured send rate, and not at all while
     /// the caller uses less than half its allowance.
     pub(crate) fn on_success(&mut self, now: f64) -> f64 {
-        if !self.enabled {
+        if !self.enabled || now < self.last_throttle {
             return self.rate;
         }
         let t = now - self.last_throttle - self.k;
@@ -189,6 +197,22 @@ mod tests {
         }
         assert_eq!(cubic.rate(), 2.0);
         assert_eq!(cubic.on_success(1e6), 10.0);
+    }
+
+    #[test]
+    fn a_pause_delays_the_recovery() {
+        let mut cubic = Cubic::new(100.0, 0.1);
+        cubic.measured = 1000.0;
+        cubic.last_sample = 1000.0;
+        let cut = cubic.on_throttle(10.0);
+        cubic.defer(20.0);
+        assert_eq!(cubic.on_success(19.0), cut, "paused: no recovery yet");
+        let mut undeferred = Cubic::new(100.0, 0.1);
+        undeferred.measured = 1000.0;
+        undeferred.last_sample = 1000.0;
+        undeferred.on_throttle(10.0);
+        // One second after the pause is like one second after the cut.
+        assert!(close(cubic.on_success(21.0), undeferred.on_success(11.0)));
     }
 
     #[test]

@@ -453,6 +453,7 @@ impl Shared {
         }
         control.pause_until = until;
         control.pause_cause = Some(cause);
+        control.cubic.defer(secs(until));
         tracing::warn!(target: TARGET, secs = delay.as_secs_f64(), %cause, "pausing every request");
         self.pause(until);
     }

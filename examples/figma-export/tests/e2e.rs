@@ -1,1 +1,439 @@
-//! Export runs against the fake server.
+//! Export runs against the fake server, on loopback only, bounded in time
+//! (tokio's paused clock where the exporter runs in-process).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figma_export::fake::{render, FakeFile, FakeServer, Faults, FILE_KEY, TOKEN};
+use figma_export::{run, ExportError, Format, Options, Summary, Token};
+
+/// A fresh directory under the target dir, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("figma-export-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+
+    fn out(&self) -> PathBuf {
+        self.0.join("out")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+const SEED: u64 = 11;
+
+fn options(server: &FakeServer, out: &Path) -> Options {
+    Options {
+        file_key: FILE_KEY.into(),
+        out: out.to_path_buf(),
+        formats: vec![Format::Svg, Format::Png],
+        scales: vec![1, 2, 3],
+        batch_size: 100,
+        concurrency: 8,
+        rate_limit: "120/min burst 4".parse().expect("rate"),
+        max_retries: 6,
+        max_retry_after: Duration::from_secs(300),
+        timeout: Duration::from_secs(30),
+        fail_fast: false,
+        resume: false,
+        restart: false,
+        verbose: false,
+        quiet: true,
+        dry_run: false,
+        api_url: server.url(),
+        token: Token::new(TOKEN.into()),
+    }
+}
+
+async fn server(faults: Faults) -> FakeServer {
+    FakeServer::start(FakeFile::generate(SEED), faults)
+        .await
+        .expect("fake server")
+}
+
+/// Every file under `dir` (relative path → bytes), never following links.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).expect("list") {
+            let entry = entry.expect("entry");
+            let kind = entry.file_type().expect("type");
+            assert!(!kind.is_symlink(), "no symlinks: {:?}", entry.path());
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else {
+                let rel = entry
+                    .path()
+                    .strip_prefix(dir)
+                    .expect("inside")
+                    .to_path_buf();
+                files.insert(rel, fs::read(entry.path()).expect("read"));
+            }
+        }
+    }
+    files
+}
+
+/// Checks the exported tree: each render present once, byte-identical to
+/// what the server serves; `colors.json` exact.
+fn check_clean_export(out: &Path, file: &FakeFile) {
+    let files = tree(out);
+    let mut seen = HashSet::new();
+    for (path, bytes) in &files {
+        let name = path.to_string_lossy();
+        if name == "colors.json" || name == "colors.css" {
+            continue;
+        }
+        assert!(
+            !name.starts_with(".checkpoint"),
+            "checkpoint removed on success: {name}"
+        );
+        let (format, scale) = if name.ends_with(".svg") {
+            ("svg", "1".to_string())
+        } else {
+            let scale = name
+                .rsplit_once('@')
+                .and_then(|(_, s)| s.strip_suffix("x.png"))
+                .unwrap_or("1");
+            ("png", scale.to_string())
+        };
+        let text = String::from_utf8_lossy(bytes);
+        let id = text
+            .split("node")
+            .nth(1)
+            .map(|rest| rest.trim_start_matches(['=', '"', ' ']))
+            .and_then(|rest| rest.split(['"', ' ']).next())
+            .expect("the render names its node")
+            .to_string();
+        assert_eq!(
+            bytes,
+            &render(&id, format, &scale),
+            "{name}: the bytes served"
+        );
+        assert!(seen.insert((id, format, scale)), "{name}: exported once");
+    }
+    let expected = file.icons.len() + 3 * file.images.len();
+    assert_eq!(seen.len(), expected, "every icon and image at every scale");
+    let colors: serde_json::Value =
+        serde_json::from_slice(&files[Path::new("colors.json")]).expect("colors.json");
+    let mut want = serde_json::Map::new();
+    for (_, name, [r, g, b, a]) in &file.colors {
+        let hex = |v: f64| format!("{:02x}", (v * 255.0).round() as u8);
+        let value = if *a >= 1.0 {
+            format!("#{}{}{}", hex(*r), hex(*g), hex(*b))
+        } else {
+            format!("#{}{}{}{}", hex(*r), hex(*g), hex(*b), hex(*a))
+        };
+        want.insert(
+            name.clone(),
+            serde_json::json!({"$type": "color", "$value": value}),
+        );
+    }
+    assert_eq!(colors, serde_json::Value::Object(want), "colors.json exact");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clean_export_is_complete_and_byte_identical() {
+    let scratch = Scratch::new("clean");
+    let server = server(Faults::none()).await;
+    let summary = run(options(&server, &scratch.out())).await.expect("export");
+    let file = server.file();
+    assert_eq!(
+        summary.exported as usize,
+        file.icons.len() + 3 * file.images.len()
+    );
+    assert_eq!(
+        (summary.skipped, summary.retried, summary.throttled),
+        (0, 0, 0)
+    );
+    check_clean_export(&scratch.out(), &file);
+    // Hostile names: nothing outside --out (the scratch dir holds only it).
+    let outside: Vec<_> = fs::read_dir(&scratch.0)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(outside, ["out"]);
+    assert!(
+        server
+            .log()
+            .iter()
+            .all(|r| r.uri.starts_with("/cdn/") != r.with_token),
+        "the token goes to the API only"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_429_storm_finishes_and_nothing_arrives_during_a_pause() {
+    let scratch = Scratch::new("storm");
+    // The server takes 20 API requests a minute (burst 3) and answers the
+    // rest 429 with the time to its next free slot; the user asked for 60.
+    let server = server(Faults {
+        rate_limit: Some((20, 3)),
+        ..Faults::none()
+    })
+    .await;
+    let mut options = options(&server, &scratch.out());
+    options.batch_size = 25;
+    options.rate_limit = "60/min burst 4".parse().expect("rate");
+    let summary = run(options).await.expect("export finishes");
+    check_clean_export(&scratch.out(), &server.file());
+    let api: Vec<_> = server
+        .log()
+        .into_iter()
+        .filter(|r| r.uri.starts_with("/v1/"))
+        .collect();
+    let throttled: Vec<_> = api.iter().filter(|r| r.status == 429).collect();
+    assert!(!throttled.is_empty(), "the storm happened");
+    for hit in &throttled {
+        let end = hit.at + Duration::from_secs(1);
+        let during = api.iter().filter(|r| r.at > hit.at && r.at < end).count();
+        assert_eq!(during, 0, "no request during the pause after {:?}", hit.uri);
+    }
+    eprintln!(
+        "storm: {} of {} API requests got 429",
+        throttled.len(),
+        api.len()
+    );
+    // The first 429 (the user's burst of 4 against the server's 3) cuts the
+    // rate and pauses; after it, fewer than a quarter of the requests are
+    // throttled (at its own 60/min, two in three would be).
+    assert!(
+        (throttled.len() - 1) * 4 <= api.len(),
+        "{} of {} API requests got 429",
+        throttled.len(),
+        api.len()
+    );
+    assert_eq!(summary.throttled as usize, throttled.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_errors_and_dropped_connections_are_retried_through() {
+    let scratch = Scratch::new("faults");
+    let server = server(Faults {
+        seed: 5,
+        server_errors: 0.15,
+        drops: 0.1,
+        slow: 0.05,
+        slow_by: Duration::from_secs(3),
+        ..Faults::none()
+    })
+    .await;
+    let summary = run(options(&server, &scratch.out()))
+        .await
+        .expect("export finishes");
+    assert!(summary.retried > 20, "retried {}", summary.retried);
+    check_clean_export(&scratch.out(), &server.file());
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_stops_at_the_first_fault_with_the_checkpoint_saved() {
+    let scratch = Scratch::new("fail-fast");
+    // The fourth API request (the third /v1/images batch) fails once.
+    let server = server(Faults {
+        server_errors: 1.0,
+        api_window: Some(3..4),
+        ..Faults::none()
+    })
+    .await;
+    let mut options = options(&server, &scratch.out());
+    options.fail_fast = true;
+    let error = run(options.clone()).await.expect_err("stops");
+    assert_eq!(error.code, 3, "{error}");
+    assert!(error.message.contains("--resume"), "{error}");
+    assert!(scratch.out().join(".checkpoint/snapshot.json").exists());
+    // And it resumes to a complete export.
+    server.set_faults(Faults::none());
+    options.fail_fast = false;
+    options.resume = true;
+    let summary = run(options).await.expect("resumed");
+    assert!(summary.skipped > 0, "skipped what was done: {summary:?}");
+    check_clean_export(&scratch.out(), &server.file());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_after_beyond_the_limit_exits_3_at_once() {
+    let scratch = Scratch::new("too-long");
+    let server = server(Faults {
+        rate_limit: Some((1, 1)),
+        retry_after: Some(396_749),
+        ..Faults::none()
+    })
+    .await;
+    let started = tokio::time::Instant::now();
+    let error = run(options(&server, &scratch.out()))
+        .await
+        .expect_err("stops");
+    assert_eq!(error.code, 3);
+    assert!(started.elapsed() < Duration::from_secs(1), "at once");
+    for needle in [
+        "rate limited",
+        "--max-retry-after",
+        "--resume",
+        "plan tier: pro",
+        "figma.com/pricing",
+    ] {
+        assert!(error.message.contains(needle), "{needle:?} in {error}");
+    }
+    let throttled = server.log().iter().filter(|r| r.status == 429).count();
+    assert_eq!(throttled, 1, "no retry of a days-long wait");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bad_token_and_an_unknown_file_are_fatal_with_what_to_fix() {
+    let scratch = Scratch::new("fatal");
+    let server = server(Faults::none()).await;
+    let mut bad_token = options(&server, &scratch.out());
+    bad_token.token = Token::new("wrong".into());
+    let error: ExportError = run(bad_token).await.expect_err("403");
+    assert_eq!(error.code, 4);
+    assert!(error.message.contains("FIGMA_TOKEN"), "{error}");
+    let mut unknown = options(&server, &scratch.out());
+    unknown.file_key = "NoSuchFile".into();
+    let error = run(unknown).await.expect_err("404");
+    assert_eq!(error.code, 4);
+    assert!(
+        error.message.contains("file not found") && error.message.contains("--file"),
+        "{error}"
+    );
+    assert!(
+        !format!("{:?}", Token::new(TOKEN.into())).contains(TOKEN),
+        "Debug hides the token"
+    );
+}
+
+/// The exporter as a child process, killed with SIGKILL mid-export, then
+/// resumed: only what the checkpoint lacks is downloaded again, and the
+/// tree is byte-identical to a clean export.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_export_then_resumed() {
+    let scratch = Scratch::new("sigkill");
+    let server = server(Faults {
+        seed: 3,
+        slow: 0.3,
+        slow_by: Duration::from_millis(40),
+        ..Faults::none()
+    })
+    .await;
+    let out = scratch.out();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_figma-export"))
+        .args([
+            "--file",
+            FILE_KEY,
+            "--api-url",
+            &server.url(),
+            "--quiet",
+            "--concurrency",
+            "4",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .args(["--rate-limit", "600/min burst 10"])
+        .env("FIGMA_TOKEN", TOKEN)
+        .spawn()
+        .expect("spawn the exporter");
+    // Kill it once a good part of the downloads went through.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let downloads = server
+            .log()
+            .iter()
+            .filter(|r| r.uri.starts_with("/cdn/"))
+            .count();
+        if downloads >= 120 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exporter made no progress"
+        );
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the exporter finished before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let first_run = server.log().len();
+
+    // What the checkpoint recorded (read straight from its files).
+    let recorded = recorded_keys(&out.join(".checkpoint"));
+    assert!(recorded.len() >= 60, "recorded {}", recorded.len());
+
+    let mut options = options(&server, &out);
+    options.resume = true;
+    options.concurrency = 4;
+    let summary: Summary = run(options).await.expect("resume");
+    let second: Vec<String> = server.log()[first_run..]
+        .iter()
+        .filter_map(|r| r.uri.strip_prefix("/cdn/").map(cdn_key))
+        .collect();
+    for key in &second {
+        assert!(
+            !recorded.contains(key),
+            "{key} was recorded, yet downloaded again"
+        );
+    }
+    let file = server.file();
+    let all = file.icons.len() + 3 * file.images.len();
+    assert_eq!(
+        second.len() + recorded.len(),
+        all,
+        "every missing item, once"
+    );
+    assert_eq!(summary.skipped as usize, recorded.len());
+    check_clean_export(&out, &file);
+}
+
+/// `/cdn/2_17/svg/1` → `2:17/svg@1`.
+fn cdn_key(rest: &str) -> String {
+    let mut parts = rest.splitn(3, '/');
+    let (id, format, scale) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    format!("{}/{format}@{scale}", id.replace('_', ":"))
+}
+
+/// The keys in a checkpoint's snapshot and journal.
+fn recorded_keys(dir: &Path) -> BTreeSet<String> {
+    let snapshot: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("snapshot.json")).expect("snapshot"))
+            .expect("json");
+    let mut keys: BTreeSet<String> = snapshot["completed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect();
+    let journal = fs::read_to_string(dir.join("journal")).unwrap_or_default();
+    for line in journal.lines() {
+        if let Some(record) = line
+            .get(9..)
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+        {
+            keys.extend(
+                record["keys"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|k| k.as_str().map(str::to_owned)),
+            );
+        }
+    }
+    keys
+}
