@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -192,8 +193,18 @@ impl fmt::Display for ExportError {
 
 const RESUME_HINT: &str = "Try again later, or run again with --resume";
 
-/// A GET without a body, for the client.
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+/// The HTTP client: HTTPS (rustls, Mozilla's roots) for Figma, plain HTTP
+/// for `--api-url http://…` (proxies, the demo, tests).
+type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+fn http_client() -> HttpClient {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
 
 /// Sends a request and reads the whole body, within the timeout.
 async fn fetch(
@@ -451,7 +462,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
 
     // The HTTP client, the shared limiter and the API stack:
     // retry → rate limit → fetch.
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client = http_client();
     let limiter = TokenBucket::new(options.rate_limit);
     let retries = if options.fail_fast {
         0
@@ -888,7 +899,7 @@ fn api_failure(error: &RetryError<Response<Bytes>, BoxError>) -> ExportError {
             Ok(response) if response.status().is_client_error() => check_status(response)
                 .err()
                 .unwrap_or_else(|| ExportError::fatal(format!("✗ Export failed: {error}"))),
-            _ => ExportError::recoverable(format!("✗ Export failed: {error}. {RESUME_HINT}")),
+            _ => ExportError::recoverable(format!("✗ Export failed: {error}, or run again with --resume")),
         },
     }
 }
