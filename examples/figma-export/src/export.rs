@@ -651,6 +651,8 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
         .collect();
     folders.sort();
     folders.dedup();
+    folders.push(options.out.clone());
+    let mut orphans = 0;
     for folder in folders {
         std::fs::create_dir_all(&folder).map_err(|e| {
             ExportError::fatal(format!(
@@ -658,6 +660,15 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
                 folder.display()
             ))
         })?;
+        // Temp files of an earlier run that was killed mid-write.
+        if let Ok(report) = steadfast_atomicfs::cleanup_orphans(&folder) {
+            orphans += report.removed.len();
+        }
+    }
+    if orphans > 0 {
+        progress.println(format!(
+            "  removed {orphans} temp files left by an interrupted run"
+        ));
     }
 
     // 4. Colors: two small files, written atomically.

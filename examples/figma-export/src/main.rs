@@ -18,35 +18,38 @@ use steadfast_ratelimit::{Per, Rate};
 #[command(name = "figma-export", version, after_help = EXIT_CODES)]
 struct Cli {
     /// The file key (from the file's URL: figma.com/design/<KEY>/...).
-    #[arg(long = "file", value_name = "KEY", required_unless_present = "demo")]
+    #[arg(long = "file", value_name = "KEY")]
     file: Option<String>,
+    /// A TOML file holding any of these settings (flags win over it).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Output directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Formats: svg and pdf for icons, png for images.
-    #[arg(long, value_delimiter = ',', default_value = "svg,png")]
-    formats: Vec<Format>,
-    /// PNG scales.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
-    scales: Vec<u32>,
-    /// Node ids per /v1/images call.
-    #[arg(long, default_value_t = 100)]
-    batch_size: usize,
-    /// Downloads at once.
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
+    /// Formats: svg and pdf for icons, png for images [default: svg,png].
+    #[arg(long, value_delimiter = ',')]
+    formats: Option<Vec<Format>>,
+    /// PNG scales [default: 1,2,3].
+    #[arg(long, value_delimiter = ',')]
+    scales: Option<Vec<u32>>,
+    /// Node ids per /v1/images call [default: 100].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Downloads at once [default: 16].
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// The API rate, e.g. 10/min (Figma's Tier 1 on a Pro plan) or "25/min burst 3".
     #[arg(long, value_name = "RATE")]
     rate_limit: Option<Rate>,
-    /// Retries per request.
-    #[arg(long, default_value_t = 5)]
-    max_retries: u32,
-    /// The longest Retry-After to wait for, in seconds; a longer one stops the export (exit 3).
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    max_retry_after: u64,
-    /// Per-request timeout, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    timeout: u64,
+    /// Retries per request [default: 5].
+    #[arg(long)]
+    max_retries: Option<u32>,
+    /// The longest Retry-After to wait for, in seconds; a longer one stops the export (exit 3) [default: 300].
+    #[arg(long, value_name = "SECS")]
+    max_retry_after: Option<u64>,
+    /// Per-request timeout, in seconds [default: 30].
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
     /// Stop at the first fault (exit 3, checkpoint saved).
     #[arg(long)]
     fail_fast: bool,
@@ -65,9 +68,9 @@ struct Cli {
     /// List what would be exported; write nothing.
     #[arg(long)]
     dry_run: bool,
-    /// The API's base URL (for proxies and tests).
-    #[arg(long, value_name = "URL", default_value = FIGMA_API)]
-    api_url: String,
+    /// The API's base URL, for proxies and tests [default: https://api.figma.com].
+    #[arg(long, value_name = "URL")]
+    api_url: Option<String>,
     /// Run against a built-in fake Figma server (no token needed).
     #[arg(long)]
     demo: bool,
@@ -96,7 +99,64 @@ fn main() -> ExitCode {
     runtime.block_on(async_main(cli))
 }
 
+/// What a `--config` file may hold: the flags' settings, in kebab-case.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    file: Option<String>,
+    out: Option<PathBuf>,
+    formats: Option<Vec<String>>,
+    scales: Option<Vec<u32>>,
+    batch_size: Option<usize>,
+    concurrency: Option<usize>,
+    rate_limit: Option<String>,
+    max_retries: Option<u32>,
+    max_retry_after: Option<u64>,
+    timeout: Option<u64>,
+    fail_fast: Option<bool>,
+    api_url: Option<String>,
+}
+
+fn load_config(path: &std::path::Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("✗ cannot read the config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("✗ {}: {e}", path.display()))
+}
+
+/// The usage error of exit code 2.
+fn usage(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{message}");
+    ExitCode::from(2)
+}
+
 async fn async_main(cli: Cli) -> ExitCode {
+    let config = match &cli.config {
+        Some(path) => match load_config(path) {
+            Ok(config) => config,
+            Err(message) => return usage(message),
+        },
+        None => FileConfig::default(),
+    };
+    let formats = match (cli.formats.clone(), &config.formats) {
+        (Some(formats), _) => formats,
+        (None, Some(names)) => match names
+            .iter()
+            .map(|n| n.parse())
+            .collect::<Result<Vec<Format>, _>>()
+        {
+            Ok(formats) => formats,
+            Err(e) => return usage(format!("✗ formats in the config file: {e}")),
+        },
+        (None, None) => vec![Format::Svg, Format::Png],
+    };
+    let configured_rate = match (cli.rate_limit, &config.rate_limit) {
+        (Some(rate), _) => Some(rate),
+        (None, Some(text)) => match text.parse::<Rate>() {
+            Ok(rate) => Some(rate),
+            Err(e) => return usage(format!("✗ rate-limit in the config file: {e}")),
+        },
+        (None, None) => None,
+    };
     let (api_url, file_key, token, default_rate) = if cli.demo {
         let faults = Faults::demo(cli.seed);
         let server = match FakeServer::start(FakeFile::generate(cli.seed), faults).await {
@@ -116,41 +176,52 @@ async fn async_main(cli: Cli) -> ExitCode {
         let rate = Rate::new(120, Per::Minute).and_then(|r| r.with_burst(4));
         (server.url(), FILE_KEY.to_string(), TOKEN.to_string(), rate)
     } else {
-        let Ok(token) = std::env::var("FIGMA_TOKEN") else {
-            eprintln!("✗ FIGMA_TOKEN is not set: create a personal access token in Figma (Settings → Security) and export FIGMA_TOKEN=...");
-            return ExitCode::from(2);
+        let Some(file) = cli.file.clone().or(config.file.clone()) else {
+            return usage("✗ --file KEY is required (the key in the file's URL: figma.com/design/<KEY>/...), or --demo");
         };
-        let file = cli.file.clone().unwrap_or_default();
+        let Ok(token) = std::env::var("FIGMA_TOKEN") else {
+            return usage("✗ FIGMA_TOKEN is not set: create a personal access token in Figma (Settings → Security) and export FIGMA_TOKEN=...");
+        };
+        let api_url = cli
+            .api_url
+            .clone()
+            .or(config.api_url.clone())
+            .unwrap_or_else(|| FIGMA_API.to_string());
         // Figma's Tier 1 on a Pro plan.
-        (cli.api_url.clone(), file, token, Rate::new(10, Per::Minute))
+        (api_url, file, token, Rate::new(10, Per::Minute))
     };
     let Some(out) = cli
         .out
         .clone()
+        .or(config.out.clone())
         .or_else(|| cli.demo.then(|| PathBuf::from("figma-demo-export")))
     else {
-        eprintln!("✗ --out DIR is required: where should the files go?");
-        return ExitCode::from(2);
+        return usage("✗ --out DIR is required: where should the files go?");
     };
-    let rate = match (cli.rate_limit, default_rate) {
+    let rate = match (configured_rate, default_rate) {
         (Some(rate), _) | (None, Ok(rate)) => rate,
-        (None, Err(e)) => {
-            eprintln!("✗ {e}");
-            return ExitCode::from(2);
-        }
+        (None, Err(e)) => return usage(format!("✗ {e}")),
     };
     let options = Options {
         file_key,
         out: out.clone(),
-        formats: cli.formats,
-        scales: cli.scales,
-        batch_size: cli.batch_size,
-        concurrency: cli.concurrency,
+        formats,
+        scales: cli
+            .scales
+            .clone()
+            .or(config.scales)
+            .unwrap_or_else(|| vec![1, 2, 3]),
+        batch_size: cli.batch_size.or(config.batch_size).unwrap_or(100),
+        concurrency: cli.concurrency.or(config.concurrency).unwrap_or(16),
         rate_limit: rate,
-        max_retries: cli.max_retries,
-        max_retry_after: Duration::from_secs(cli.max_retry_after),
-        timeout: Duration::from_secs(cli.timeout.max(1)),
-        fail_fast: cli.fail_fast,
+        max_retries: cli.max_retries.or(config.max_retries).unwrap_or(5),
+        max_retry_after: Duration::from_secs(
+            cli.max_retry_after
+                .or(config.max_retry_after)
+                .unwrap_or(300),
+        ),
+        timeout: Duration::from_secs(cli.timeout.or(config.timeout).unwrap_or(30).max(1)),
+        fail_fast: cli.fail_fast || config.fail_fast.unwrap_or(false),
         resume: cli.resume,
         restart: cli.restart,
         verbose: cli.verbose,

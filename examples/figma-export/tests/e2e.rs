@@ -437,3 +437,87 @@ fn recorded_keys(dir: &Path) -> BTreeSet<String> {
     }
     keys
 }
+
+#[test]
+fn usage_errors_exit_2_and_say_what_is_accepted() {
+    let run = |args: &[&str], token: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_figma-export"));
+        command.args(args).env_remove("FIGMA_TOKEN");
+        if let Some(token) = token {
+            command.env("FIGMA_TOKEN", token);
+        }
+        let output = command.output().expect("run");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(
+        &["--file", "k", "--out", "x", "--rate-limit", "10/fortnight"],
+        Some("t"),
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("10/min, 5/s, 600/h"), "{err}");
+    let (code, err) = run(&["--file", "k", "--out", "x"], None);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("FIGMA_TOKEN"), "{err}");
+    let (code, err) = run(&["--out", "x"], Some("t"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--file"), "{err}");
+    let (code, _) = run(
+        &["--formats", "gif", "--file", "k", "--out", "x"],
+        Some("t"),
+    );
+    assert_eq!(code, Some(2));
+    let scratch = Scratch::new("bad-config");
+    let config = scratch.0.join("figma-export.toml");
+    fs::write(&config, "file = \"k\"\nsurprise = 1\n").expect("write");
+    let (code, err) = run(&["--config", config.to_str().expect("utf-8")], Some("t"));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("surprise"), "names the unknown key: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_holds_what_the_flags_hold() {
+    let scratch = Scratch::new("config");
+    let server = server(Faults::none()).await;
+    let config = scratch.0.join("figma-export.toml");
+    fs::write(
+        &config,
+        format!(
+            "file = \"{FILE_KEY}\"\nout = \"{}\"\nformats = [\"pdf\"]\nscales = [2]\napi-url = \"{}\"\nrate-limit = \"600/min burst 5\"\n",
+            scratch.out().display(),
+            server.url()
+        ),
+    )
+    .expect("write config");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_figma-export"))
+            .args([
+                "--config",
+                config.to_str().expect("utf-8"),
+                "--dry-run",
+                "--quiet",
+            ])
+            .env("FIGMA_TOKEN", TOKEN)
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(
+        lines.len(),
+        301,
+        "301 icons as PDF, no PNG (formats from the file)"
+    );
+    assert!(lines.iter().all(|l| l.contains(".pdf ← ")), "{}", lines[0]);
+    assert!(!scratch.out().exists(), "a dry run writes nothing");
+}
