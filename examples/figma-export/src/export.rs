@@ -742,7 +742,11 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
             .collect();
         while let Some(batch) = batches.pop_front() {
             if options.verbose {
-                bar.set_message(limiter.status().to_string());
+                let status = limiter.status().to_string();
+                if bar.is_hidden() && !options.quiet {
+                    eprintln!("  · {status}");
+                }
+                bar.set_message(status);
             }
             let ids: Vec<&str> = batch.iter().map(|i| i.node.as_str()).collect();
             let path = format!(

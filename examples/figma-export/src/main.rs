@@ -211,7 +211,12 @@ async fn async_main(cli: Cli) -> ExitCode {
             .clone()
             .or(config.scales)
             .unwrap_or_else(|| vec![1, 2, 3]),
-        batch_size: cli.batch_size.or(config.batch_size).unwrap_or(100),
+        // The demo asks for smaller batches: more API calls, so the rate
+        // limit and its 429s show.
+        batch_size: cli
+            .batch_size
+            .or(config.batch_size)
+            .unwrap_or(if cli.demo { 25 } else { 100 }),
         concurrency: cli.concurrency.or(config.concurrency).unwrap_or(16),
         rate_limit: rate,
         max_retries: cli.max_retries.or(config.max_retries).unwrap_or(5),

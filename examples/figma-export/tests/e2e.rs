@@ -521,3 +521,28 @@ async fn a_config_file_holds_what_the_flags_hold() {
     assert!(lines.iter().all(|l| l.contains(".pdf ← ")), "{}", lines[0]);
     assert!(!scratch.out().exists(), "a dry run writes nothing");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_render_timeout_splits_the_batch_and_a_null_render_fails_only_its_item() {
+    let scratch = Scratch::new("split");
+    let server = server(Faults {
+        render_limit: 30,
+        null_renders: vec!["2:5".into(), "3:4".into()],
+        ..Faults::none()
+    })
+    .await;
+    let summary = run(options(&server, &scratch.out())).await.expect("export");
+    let file = server.file();
+    // 2:5 is an icon (one SVG); 3:4 an image (three scales).
+    assert_eq!(summary.failed.len(), 4, "{:?}", summary.failed);
+    assert_eq!(
+        summary.exported as usize,
+        file.icons.len() + 3 * file.images.len() - 4
+    );
+    let timeouts = server.log().iter().filter(|r| r.status == 400).count();
+    assert!(timeouts >= 1, "the batch of 100 hit the render limit");
+    assert!(
+        scratch.out().join(".checkpoint").exists(),
+        "failed items keep the checkpoint, for a --resume"
+    );
+}
