@@ -356,7 +356,8 @@ impl Item {
 /// The file's parts the export uses.
 struct FileInfo {
     version: String,
-    colors: BTreeMap<String, String>,
+    /// Nodes carrying a FILL style: node id → style name.
+    color_nodes: BTreeMap<String, String>,
     icons: Vec<(String, String)>,
     images: Vec<(String, String)>,
 }
@@ -369,7 +370,7 @@ fn parse_file(body: &[u8]) -> Result<FileInfo, ExportError> {
     })?;
     let version = file["version"].as_str().unwrap_or("").to_string();
     let styles = file["styles"].as_object().cloned().unwrap_or_default();
-    let mut colors = BTreeMap::new();
+    let mut color_nodes = BTreeMap::new();
     let mut icons = Vec::new();
     let mut images = Vec::new();
     let mut stack: Vec<(&Value, String)> = vec![(&file["document"], String::new())];
@@ -378,14 +379,12 @@ fn parse_file(body: &[u8]) -> Result<FileInfo, ExportError> {
         let id = node["id"].as_str().unwrap_or("").to_string();
         let name = node["name"].as_str().unwrap_or("").to_string();
         if let Some(style) = node["styles"]["fill"].as_str() {
-            let is_fill = styles
+            let fill_style = styles
                 .get(style)
-                .is_some_and(|s| s["styleType"].as_str() == Some("FILL"));
-            if let (true, Some(paint)) = (is_fill, node["fills"].get(0)) {
-                if paint["type"].as_str() == Some("SOLID") {
-                    let style_name = styles[style]["name"].as_str().unwrap_or(&name).to_string();
-                    colors.insert(style_name, css_color(paint));
-                }
+                .filter(|s| s["styleType"].as_str() == Some("FILL"));
+            if let Some(definition) = fill_style {
+                let style_name = definition["name"].as_str().unwrap_or(&name).to_string();
+                color_nodes.insert(id.clone(), style_name);
             }
         }
         if kind == "COMPONENT" {
@@ -404,10 +403,35 @@ fn parse_file(body: &[u8]) -> Result<FileInfo, ExportError> {
     images.sort_by(|a, b| node_order(&a.0, &b.0));
     Ok(FileInfo {
         version,
-        colors,
+        color_nodes,
         icons,
         images,
     })
+}
+
+/// The colors from a `/v1/files/:key/nodes` answer: each node's first
+/// SOLID fill, under its style's name. A `null` node (deleted since) is
+/// skipped.
+fn parse_color_nodes(
+    body: &[u8],
+    wanted: &BTreeMap<String, String>,
+    colors: &mut BTreeMap<String, String>,
+) -> Result<Vec<String>, ExportError> {
+    let answer: Value = serde_json::from_slice(body).map_err(|e| {
+        ExportError::recoverable(format!(
+            "✗ /v1/files/…/nodes answered something else than JSON ({e}). {RESUME_HINT}"
+        ))
+    })?;
+    let mut missing = Vec::new();
+    for (id, style) in wanted {
+        let paint = &answer["nodes"][id]["document"]["fills"][0];
+        if paint["type"].as_str() == Some("SOLID") {
+            colors.insert(style.clone(), css_color(paint));
+        } else {
+            missing.push(id.clone());
+        }
+    }
+    Ok(missing)
 }
 
 /// Node ids in numeric order ("2:10" after "2:9").
@@ -522,11 +546,29 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     spinner.set_message(format!("GET /v1/files/{}", options.file_key));
     let body = api_get(format!("/v1/files/{}", options.file_key)).await?;
     let file = parse_file(&body)?;
+    // The color styles' values, from their nodes (`/nodes`, in batches).
+    let mut colors = BTreeMap::new();
+    let color_ids: Vec<(String, String)> = file.color_nodes.clone().into_iter().collect();
+    for chunk in color_ids.chunks(options.batch_size.max(1)) {
+        let wanted: BTreeMap<String, String> = chunk.iter().cloned().collect();
+        let ids: Vec<&str> = wanted.keys().map(String::as_str).collect();
+        let body = api_get(format!(
+            "/v1/files/{}/nodes?ids={}",
+            options.file_key,
+            ids.join(",")
+        ))
+        .await?;
+        for id in parse_color_nodes(&body, &wanted, &mut colors)? {
+            progress.println(format!(
+                "  ! color node {id} is gone or has no solid fill; skipped"
+            ));
+        }
+    }
     spinner.inc(1);
     spinner.finish_with_message(format!(
         "version {}: {} colors, {} icons, {} images",
         file.version,
-        file.colors.len(),
+        colors.len(),
         file.icons.len(),
         file.images.len()
     ));
@@ -584,7 +626,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
             );
         }
         return Ok(Summary {
-            colors: file.colors.len(),
+            colors: colors.len(),
             elapsed: started.elapsed(),
             ..Summary::default()
         });
@@ -672,7 +714,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     }
 
     // 4. Colors: two small files, written atomically.
-    let (json, css) = color_files(&file.colors);
+    let (json, css) = color_files(&colors);
     for (name, bytes) in [("colors.json", json), ("colors.css", css)] {
         steadfast_atomicfs::write(options.out.join(name), bytes).map_err(|e| write_failure(&e))?;
     }
@@ -709,7 +751,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     );
 
     let mut summary = Summary {
-        colors: file.colors.len(),
+        colors: colors.len(),
         ..Summary::default()
     };
     let mut groups: BTreeMap<(Format, u32), Vec<Item>> = BTreeMap::new();

@@ -571,6 +571,36 @@ fn answer(
             delay,
         );
     }
+    if path == format!("/v1/files/{key}/nodes") {
+        let document = state.file.document();
+        let mut index = BTreeMap::new();
+        let mut stack = vec![&document["document"]];
+        while let Some(node) = stack.pop() {
+            if let Some(id) = node["id"].as_str() {
+                index.insert(id.to_string(), node.clone());
+            }
+            if let Some(children) = node["children"].as_array() {
+                stack.extend(children.iter());
+            }
+        }
+        let nodes: BTreeMap<String, Value> = params
+            .get("ids")
+            .map(|s| s.split(',').collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|raw| {
+                let id = raw.replace("%3A", ":");
+                let node = match index.get(&id) {
+                    Some(node) => json!({"document": node, "components": {}, "styles": {}}),
+                    None => Value::Null,
+                };
+                (id, node)
+            })
+            .collect();
+        let body =
+            json!({"name": "Demo Design System", "version": state.file.version, "nodes": nodes});
+        return (Reply::Answer(json_reply(200, &body)), delay);
+    }
     if path == format!("/v1/images/{key}") {
         let ids: Vec<&str> = params
             .get("ids")
