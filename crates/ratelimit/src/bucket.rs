@@ -118,7 +118,7 @@ impl Builder {
         TokenBucket {
             shared: Arc::new(Shared {
                 hot: Hot {
-                    tat: AtomicU64::new(0),
+                    timeline: Timeline(AtomicU64::new(0)),
                     interval: AtomicU64::new(self.rate.interval_nanos()),
                     burst: AtomicU32::new(self.rate.burst()),
                     admitted: AtomicU64::new(0),
@@ -149,12 +149,50 @@ impl Builder {
 /// What the fast path touches, on its own cache lines.
 #[repr(align(128))]
 struct Hot {
-    /// GCRA's theoretical arrival time, in nanoseconds since `epoch`.
-    tat: AtomicU64,
+    /// GCRA's theoretical arrival time and the low bits of the admission
+    /// count, in one word.
+    timeline: Timeline,
     /// Nanoseconds per permit at the rate in force.
     interval: AtomicU64,
     burst: AtomicU32,
+    /// Admissions beyond the count kept in the timeline word: it moves by
+    /// 64 every 64 fast-path admissions, and by `n` for each waiter.
     admitted: AtomicU64,
+}
+
+/// Bits of the admission count kept in the timeline word.
+const COUNT_BITS: u32 = 6;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// The latest arrival time the word holds: 2^58 ns, about 9 years after
+/// the limiter was made.
+const MAX_TAT: u64 = u64::MAX >> COUNT_BITS;
+
+/// GCRA's theoretical arrival time (nanoseconds since the limiter's
+/// epoch) in the high 58 bits of one word, and the admission count modulo
+/// 64 in the low 6, so an admission is one compare-and-swap and no other
+/// read-modify-write: the count carries into [`Hot::admitted`] once every
+/// 64 admissions.
+struct Timeline(AtomicU64);
+
+impl Timeline {
+    fn pack(tat: u64, count: u64) -> u64 {
+        (tat.min(MAX_TAT) << COUNT_BITS) | (count & COUNT_MASK)
+    }
+
+    fn tat_of(word: u64) -> u64 {
+        word >> COUNT_BITS
+    }
+
+    fn load(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+
+    /// Sets the arrival time to `f(tat)`, keeping the count.
+    fn update(&self, f: impl Fn(u64) -> u64) {
+        let _ = self.0.fetch_update(Relaxed, Relaxed, |word| {
+            Some(Self::pack(f(Self::tat_of(word)), word))
+        });
+    }
 }
 
 struct Shared {
@@ -233,6 +271,13 @@ impl Shared {
             .saturating_add(u64::from(elapsed.subsec_nanos()))
     }
 
+    /// Permits admitted so far, given a read of the timeline word (a
+    /// fast-path admission that just carried may be missing for an
+    /// instant: the count never runs ahead).
+    fn admitted_with(&self, word: u64) -> u64 {
+        self.hot.admitted.load(Relaxed) + (word & COUNT_MASK)
+    }
+
     fn instant(&self, ns: u64) -> Instant {
         self.epoch + Duration::from_nanos(ns)
     }
@@ -249,23 +294,28 @@ impl Shared {
         }
         let cost = u64::from(n) * interval;
         let tolerance = u64::from(burst) * interval;
-        let mut tat = self.hot.tat.load(Relaxed);
+        let mut word = self.hot.timeline.load();
         loop {
-            let next = tat.max(now) + cost;
+            let next = Timeline::tat_of(word).max(now) + cost;
             let ready = next.saturating_sub(tolerance);
             if ready > now {
                 return Err(TryAcquireError::Wait(Duration::from_nanos(ready - now)));
             }
-            match self
-                .hot
-                .tat
-                .compare_exchange_weak(tat, next, Relaxed, Relaxed)
-            {
+            let count = (word & COUNT_MASK) + u64::from(n);
+            match self.hot.timeline.0.compare_exchange_weak(
+                word,
+                Timeline::pack(next, count),
+                Relaxed,
+                Relaxed,
+            ) {
                 Ok(_) => {
-                    self.hot.admitted.fetch_add(u64::from(n), Relaxed);
+                    let carry = count & !COUNT_MASK;
+                    if carry != 0 {
+                        self.hot.admitted.fetch_add(carry, Relaxed);
+                    }
                     return Ok(());
                 }
-                Err(actual) => tat = actual,
+                Err(actual) => word = actual,
             }
         }
     }
@@ -283,9 +333,9 @@ impl Shared {
         }
         let cost = u64::from(n) * interval;
         let tolerance = u64::from(burst) * interval;
-        let mut tat = self.hot.tat.load(Relaxed);
+        let mut word = self.hot.timeline.load();
         loop {
-            let next = tat.max(now) + cost;
+            let next = Timeline::tat_of(word).max(now) + cost;
             let ready = next.saturating_sub(tolerance);
             if ready > now {
                 let wait = Duration::from_nanos(ready - now);
@@ -296,11 +346,13 @@ impl Shared {
                     return Err(AcquireError::QueueFull { max });
                 }
             }
-            match self
-                .hot
-                .tat
-                .compare_exchange_weak(tat, next, Relaxed, Relaxed)
-            {
+            // The count is not touched: a waiter is counted when it goes.
+            match self.hot.timeline.0.compare_exchange_weak(
+                word,
+                Timeline::pack(next, word),
+                Relaxed,
+                Relaxed,
+            ) {
                 Ok(_) if ready <= now => {
                     self.hot.admitted.fetch_add(u64::from(n), Relaxed);
                     return Ok(Booking::Now);
@@ -319,7 +371,7 @@ impl Shared {
                         ready_at: ready,
                     });
                 }
-                Err(actual) => tat = actual,
+                Err(actual) => word = actual,
             }
         }
     }
@@ -353,10 +405,7 @@ impl Shared {
                 t
             }
         };
-        let _ = self
-            .hot
-            .tat
-            .fetch_update(Relaxed, Relaxed, |tat| Some(scale(tat)));
+        self.hot.timeline.update(scale);
         self.hot.interval.store(interval, Relaxed);
         for entry in &mut queue.entries {
             entry.ready_at = scale(entry.ready_at);
@@ -381,13 +430,12 @@ impl Shared {
                 for entry in &mut queue.entries {
                     entry.ready_at += shift;
                 }
-                self.hot.tat.fetch_add(shift, Relaxed);
+                self.hot.timeline.update(|tat| tat + shift);
             }
         }
         // One permit at `until`, then the rate: never the whole burst.
-        self.hot
-            .tat
-            .fetch_max(until + burst.saturating_sub(1) * interval, Relaxed);
+        let floor = until + burst.saturating_sub(1) * interval;
+        self.hot.timeline.update(|tat| tat.max(floor));
     }
 
     /// Removes a waiter that left before its slot: the slot goes back, and
@@ -402,10 +450,9 @@ impl Shared {
         };
         let now = self.now();
         if entry.ready_at > now {
-            let _ = self
-                .hot
-                .tat
-                .fetch_update(Relaxed, Relaxed, |tat| Some(tat.saturating_sub(entry.cost)));
+            self.hot
+                .timeline
+                .update(|tat| tat.saturating_sub(entry.cost));
             for behind in queue.entries.iter_mut().skip(position) {
                 behind.ready_at = behind.ready_at.saturating_sub(entry.cost);
                 if let Some(waker) = behind.waker.take() {
@@ -513,9 +560,10 @@ impl TokenBucket {
             // A smaller burst: the permits beyond it are no longer free.
             let interval = self.shared.hot.interval.load(Relaxed);
             let lost = u64::from(burst - rate.burst()) * interval;
-            let _ = self.shared.hot.tat.fetch_update(Relaxed, Relaxed, |tat| {
-                Some(tat.max(now.saturating_sub(u64::from(burst) * interval)) + lost)
-            });
+            self.shared
+                .hot
+                .timeline
+                .update(|tat| tat.max(now.saturating_sub(u64::from(burst) * interval)) + lost);
         }
         self.shared.apply(&mut control, now, true);
         tracing::info!(target: TARGET, %rate, "rate set");
@@ -567,7 +615,7 @@ impl TokenBucket {
         let shared = &*self.shared;
         let now = shared.now();
         let mut control = lock(&shared.control);
-        let admitted = shared.hot.admitted.load(Relaxed);
+        let admitted = shared.admitted_with(shared.hot.timeline.load());
         control.cubic.observe(secs(now), admitted);
         match feedback.outcome {
             Outcome::Throttled => {
@@ -615,7 +663,8 @@ impl TokenBucket {
         let now = shared.now();
         let interval = shared.hot.interval.load(Relaxed);
         let burst = shared.hot.burst.load(Relaxed);
-        let tat = shared.hot.tat.load(Relaxed);
+        let word = shared.hot.timeline.load();
+        let tat = Timeline::tat_of(word);
         let tolerance = u64::from(burst) * interval;
         let debt = tat.saturating_sub(now);
         let available = (tolerance.saturating_sub(debt) / interval).min(u64::from(burst));
@@ -630,7 +679,7 @@ impl TokenBucket {
             next_free: Duration::from_nanos(next.saturating_sub(now)),
             paused_for: paused.then(|| Duration::from_nanos(control.pause_until - now)),
             pause_cause: if paused { control.pause_cause } else { None },
-            admitted: shared.hot.admitted.load(Relaxed),
+            admitted: shared.admitted_with(word),
             waited: shared.waited.load(Relaxed),
             throttled: shared.throttled.load(Relaxed),
         }
