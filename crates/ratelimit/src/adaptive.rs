@@ -6,6 +6,9 @@
 pub(crate) const BETA: f64 = 0.7;
 /// CUBIC's scaling constant (AWS: 0.4).
 pub(crate) const SCALE: f64 = 0.4;
+/// At low rates the recovery to the old rate spans at least this many
+/// requests (see [`Cubic::on_throttle`]).
+const RECOVERY_REQUESTS: f64 = 10.0;
 /// Length of a send-rate measurement window, in seconds (AWS: 0.5).
 const WINDOW: f64 = 0.5;
 /// Weight of the newest window in the smoothed send rate (AWS: 0.8).
@@ -24,6 +27,8 @@ pub(crate) struct Cubic {
     enabled: bool,
     w_max: f64,
     k: f64,
+    /// The curve's scale: [`SCALE`], or smaller at low rates.
+    c: f64,
     last_throttle: f64,
     /// Measured send rate (permits/s), smoothed.
     measured: f64,
@@ -42,6 +47,7 @@ impl Cubic {
             enabled: false,
             w_max: ceiling,
             k: 0.0,
+            c: SCALE,
             last_throttle: f64::NEG_INFINITY,
             measured: 0.0,
             last_sample: 0.0,
@@ -110,7 +116,14 @@ impl Cubic {
         };
         self.enabled = true;
         self.w_max = in_use;
-        self.k = (in_use * (1.0 - BETA) / SCALE).cbrt();
+        // AWS's K is the time the curve takes back to w_max. In absolute
+        // units it is too short at low rates (0.5 s at Figma's 10/min,
+        // where requests are 6 s apart): stretch it to at least
+        // RECOVERY_REQUESTS intervals, and scale the curve to match, so it
+        // still starts at BETA × w_max. At 2/s and above nothing changes.
+        let k = (in_use * (1.0 - BETA) / SCALE).cbrt();
+        self.k = k.max(RECOVERY_REQUESTS / in_use.max(f64::MIN_POSITIVE));
+        self.c = in_use * (1.0 - BETA) / (self.k * self.k * self.k);
         self.last_throttle = now;
         self.rate = (in_use * BETA).clamp(self.floor, self.ceiling);
         self.rate
@@ -132,7 +145,7 @@ impl Cubic {
             return self.rate;
         }
         let t = now - self.last_throttle - self.k;
-        let curve = (SCALE * t * t * t + self.w_max).clamp(self.floor, self.ceiling);
+        let curve = (self.c * t * t * t + self.w_max).clamp(self.floor, self.ceiling);
         // "In use" by the smoothed rate and the latest window both, so the
         // smoothing's lag after a busy spell does not count as use.
         let in_use = self.measured.min(self.last_sample);
@@ -197,6 +210,30 @@ mod tests {
         }
         assert_eq!(cubic.rate(), 2.0);
         assert_eq!(cubic.on_success(1e6), 10.0);
+    }
+
+    #[test]
+    fn low_rates_recover_over_ten_requests_not_half_a_second() {
+        // Figma's 10/min: after a cut, back to w_max only after ten
+        // intervals (60 s), concave all the way.
+        let mut cubic = Cubic::new(10.0 / 60.0, 0.001);
+        cubic.measured = 10.0 / 60.0;
+        cubic.last_sample = 10.0 / 60.0;
+        let cut = cubic.on_throttle(0.0);
+        assert!(close(cut, 0.7 * 10.0 / 60.0));
+        // Five seconds in (not even one interval): still well below.
+        let early = cubic.on_success(5.0);
+        assert!(early < 0.8 * 10.0 / 60.0, "{early}");
+        let later = cubic.on_success(30.0);
+        assert!(early < later && later < 10.0 / 60.0, "{later}");
+        assert!(close(cubic.on_success(60.0), 10.0 / 60.0));
+        // At 40/s the stretch does not apply: AWS's K.
+        let mut fast = Cubic::new(100.0, 0.1);
+        fast.measured = 40.0;
+        fast.last_sample = 40.0;
+        fast.on_throttle(0.0);
+        assert!(close(fast.k, (40.0_f64 * 0.3 / 0.4).cbrt()));
+        assert!(close(fast.c, SCALE));
     }
 
     #[test]

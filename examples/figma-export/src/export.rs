@@ -782,6 +782,8 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
             .chunks(options.batch_size.max(1))
             .map(<[Item]>::to_vec)
             .collect();
+        let mut downloads = tokio::task::JoinSet::new();
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
         while let Some(batch) = batches.pop_front() {
             if options.verbose {
                 let status = limiter.status().to_string();
@@ -809,15 +811,22 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
                     ));
                     continue;
                 }
-                Err(e) => return Err(stopped(e, &summary, &store)),
+                Err(e) => {
+                    // Let the downloads already under way land (and be
+                    // recorded) before stopping.
+                    while let Some(joined) = downloads.join_next().await {
+                        if tally(joined, &mut summary).is_ok() {
+                            bar.inc(1);
+                        }
+                    }
+                    return Err(stopped(e, &summary, &store));
+                }
             };
             let rendered: Value = serde_json::from_slice(&body).map_err(|e| {
                 ExportError::recoverable(format!(
                     "✗ /v1/images answered something else than JSON ({e}). {RESUME_HINT}"
                 ))
             })?;
-            let mut downloads = tokio::task::JoinSet::new();
-            let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
             for item in batch {
                 let Some(url) = rendered["images"][&item.node].as_str() else {
                     progress.println(format!(
@@ -841,26 +850,16 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
                     stack.oneshot(download).await
                 });
             }
-            while let Some(joined) = downloads.join_next().await {
-                match joined {
-                    Ok(Ok(Checkpointed::Done(Persisted { .. }))) => summary.exported += 1,
-                    Ok(Ok(Checkpointed::Skipped)) => summary.skipped += 1,
-                    Ok(Err(e)) => {
-                        downloads.abort_all();
-                        return Err(stopped(download_failure(e), &summary, &store));
-                    }
-                    Err(join) => {
-                        return Err(stopped(
-                            ExportError::recoverable(format!(
-                                "✗ a download task failed: {join}. {RESUME_HINT}"
-                            )),
-                            &summary,
-                            &store,
-                        ));
-                    }
-                }
+            // Downloads overlap with the next batch's render call; count
+            // the ones already done.
+            while let Some(joined) = downloads.try_join_next() {
+                tally(joined, &mut summary).map_err(|e| stopped(e, &summary, &store))?;
                 bar.inc(1);
             }
+        }
+        while let Some(joined) = downloads.join_next().await {
+            tally(joined, &mut summary).map_err(|e| stopped(e, &summary, &store))?;
+            bar.inc(1);
         }
         bar.finish_with_message("done");
         progress.println(format!("  {label}: done"));
@@ -882,6 +881,29 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
         })?;
     }
     Ok(summary)
+}
+
+type Finished = Result<
+    Result<
+        Checkpointed<Persisted>,
+        CheckpointError<PersistError<RetryError<Bytes, DownloadError>>>,
+    >,
+    tokio::task::JoinError,
+>;
+
+/// Counts a finished download, or turns its failure into the export's.
+fn tally(joined: Finished, summary: &mut Summary) -> Result<(), ExportError> {
+    match joined {
+        Ok(Ok(Checkpointed::Done(Persisted { .. }))) => summary.exported += 1,
+        Ok(Ok(Checkpointed::Skipped)) => summary.skipped += 1,
+        Ok(Err(e)) => return Err(download_failure(e)),
+        Err(join) => {
+            return Err(ExportError::recoverable(format!(
+                "✗ a download task failed: {join}. {RESUME_HINT}"
+            )))
+        }
+    }
+    Ok(())
 }
 
 /// The checkpoint is kept (every finished item is already recorded): say

@@ -103,7 +103,7 @@ impl Faults {
             drops: 0.02,
             slow: 0.03,
             slow_by: Duration::from_millis(1_500),
-            rate_limit: Some((30, 2)),
+            rate_limit: Some((60, 3)),
             retry_after: None,
             render_limit: 100,
             null_renders: Vec::new(),

@@ -168,12 +168,12 @@ async fn async_main(cli: Cli) -> ExitCode {
         };
         if !cli.quiet {
             eprintln!(
-                "demo: a fake Figma API on {} (30 requests/min, burst 2; seeded 5xx, dropped connections, slow replies)",
+                "demo: a fake Figma API on {} (60 requests/min, burst 3; seeded 5xx, dropped connections, slow replies)",
                 server.url()
             );
         }
         // Faster than the server allows: the limiter meets 429s and adapts.
-        let rate = Rate::new(120, Per::Minute).and_then(|r| r.with_burst(4));
+        let rate = Rate::new(180, Per::Minute).and_then(|r| r.with_burst(4));
         (server.url(), FILE_KEY.to_string(), TOKEN.to_string(), rate)
     } else {
         let Some(file) = cli.file.clone().or(config.file.clone()) else {
