@@ -75,7 +75,7 @@ struct Cli {
     #[arg(long)]
     demo: bool,
     /// The demo server's seed.
-    #[arg(long, default_value_t = 7, requires = "demo")]
+    #[arg(long, default_value_t = 8, requires = "demo")]
     seed: u64,
 }
 
