@@ -2,6 +2,7 @@
 
 mod adaptive;
 mod basics;
+mod events;
 mod fairness;
 mod http;
 mod properties;
