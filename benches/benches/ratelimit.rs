@@ -3,10 +3,13 @@
 //! Groups (names are read by scripts; keep them):
 //! - `ratelimit_try_acquire`: one thread, the allowed path (a rate so high
 //!   that every call is admitted): `steadfast` (`TokenBucket::try_acquire`)
-//!   vs `governor` (its direct, unkeyed limiter's `check`), each reading its
-//!   own default clock.
+//!   vs `governor` (its direct, unkeyed limiter's `check`), both reading the
+//!   CPU's time-stamp counter through quanta (governor's default clock;
+//!   steadfast's `tsc_clock()`), so the limiters are compared, not the
+//!   clocks. `steadfast_tokio_clock` is steadfast's default, on tokio's
+//!   clock (`clock_gettime`), which tokio's paused test clock controls.
 //! - `ratelimit_contended`: the same, from two threads on one shared
-//!   limiter; time per operation.
+//!   limiter; time per operation (same clocks and names).
 //! - `ratelimit_waiters`: 1,000 tokio tasks each acquiring one permit from
 //!   a 1,000/s limiter (burst 1), until the queue is drained: `steadfast`
 //!   (`acquire`), `governor` (`until_ready`), `leaky_bucket`
@@ -28,8 +31,18 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use steadfast_ratelimit::TokenBucket;
 
+fn unlimited() -> steadfast_ratelimit::Rate {
+    "1000000000/s burst 1000000000".parse().expect("valid rate")
+}
+
+/// On the TSC, like governor.
 fn steadfast_unlimited() -> TokenBucket {
-    TokenBucket::new("1000000000/s burst 1000000000".parse().expect("valid rate"))
+    TokenBucket::builder(unlimited()).tsc_clock().build()
+}
+
+/// The default: tokio's clock.
+fn steadfast_unlimited_tokio_clock() -> TokenBucket {
+    TokenBucket::new(unlimited())
 }
 
 fn governor_unlimited() -> DefaultDirectRateLimiter {
@@ -45,6 +58,10 @@ fn try_acquire(c: &mut Criterion) {
     let governor = governor_unlimited();
     group.bench_function("governor", |b| {
         b.iter(|| black_box(governor.check()).is_ok());
+    });
+    let tokio_clock = steadfast_unlimited_tokio_clock();
+    group.bench_function("steadfast_tokio_clock", |b| {
+        b.iter(|| black_box(tokio_clock.try_acquire(black_box(1))).is_ok());
     });
     group.finish();
 }
@@ -87,6 +104,14 @@ fn contended(c: &mut Criterion) {
         b.iter_custom(|iters| {
             two_threads(iters, &|| {
                 black_box(governor.check()).ok();
+            }) / 2
+        });
+    });
+    let tokio_clock = steadfast_unlimited_tokio_clock();
+    group.bench_function("steadfast_tokio_clock", |b| {
+        b.iter_custom(|iters| {
+            two_threads(iters, &|| {
+                black_box(tokio_clock.try_acquire(1)).ok();
             }) / 2
         });
     });

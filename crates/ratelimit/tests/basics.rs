@@ -305,3 +305,25 @@ async fn the_status_line_reads_like_the_docs() {
         "rate 7.0/min (adapted from 10/min) · 0 free · 3 waiting · paused 12s (Retry-After)"
     );
 }
+
+/// The TSC clock keeps real time, so this test only checks what does not
+/// depend on how fast it runs.
+#[cfg(feature = "tsc")]
+#[tokio::test(flavor = "current_thread")]
+async fn the_tsc_clock_limits_too() {
+    let limiter = TokenBucket::builder("1/s burst 2".parse().expect("rate"))
+        .tsc_clock()
+        .build();
+    limiter.try_acquire(2).expect("the burst");
+    match limiter.try_acquire(1) {
+        Err(TryAcquireError::Wait(wait)) => {
+            assert!(
+                !wait.is_zero() && wait <= Duration::from_secs(1),
+                "{wait:?}"
+            );
+        }
+        other => panic!("expected a wait, got {other:?}"),
+    }
+    assert_eq!(limiter.status().admitted, 2);
+    assert_eq!(limiter.status().available, 0);
+}
