@@ -346,22 +346,26 @@ impl Shared {
             .store(u64::from(burst) * interval, Relaxed);
     }
 
-    /// GCRA: admit `n` now, or say when.
-    fn try_admit(&self, n: u32, now: u64) -> Result<(), TryAcquireError> {
+    /// The length of `n` permits on the timeline, and the burst's; `None`
+    /// when `n` exceeds the burst.
+    fn cost(&self, n: u32) -> Option<(u64, u64)> {
         let interval = self.hot.interval.load(Relaxed);
         let tolerance = self.hot.tolerance.load(Relaxed);
         let cost = u64::from(n) * interval;
-        if cost > tolerance {
-            // n > burst: never possible.
+        (cost <= tolerance).then_some((cost, tolerance))
+    }
+
+    /// GCRA: admit `n` now, or say when.
+    fn try_admit(&self, n: u32, now: u64) -> Result<(), TryAcquireError> {
+        let Some((cost, tolerance)) = self.cost(n) else {
             return Err(TryAcquireError::Insufficient {
                 requested: n,
                 burst: self.hot.burst.load(Relaxed),
             });
-        }
+        };
         let mut word = self.hot.timeline.load();
         loop {
-            let next = Timeline::tat_of(word).max(now) + cost;
-            let ready = next.saturating_sub(tolerance);
+            let (next, ready) = gcra(word, now, cost, tolerance);
             if ready > now {
                 return Err(TryAcquireError::Wait(Duration::from_nanos(ready - now)));
             }
@@ -387,20 +391,15 @@ impl Shared {
     /// Books `n` permits for a waiter: its slot is the next on the
     /// timeline, after every waiter already queued.
     fn book(&self, queue: &mut Queue, n: u32, now: u64) -> Result<Booking, AcquireError> {
-        let interval = self.hot.interval.load(Relaxed);
-        let burst = self.hot.burst.load(Relaxed);
-        if n > burst {
+        let Some((cost, tolerance)) = self.cost(n) else {
             return Err(AcquireError::Insufficient {
                 requested: n,
-                burst,
+                burst: self.hot.burst.load(Relaxed),
             });
-        }
-        let cost = u64::from(n) * interval;
-        let tolerance = u64::from(burst) * interval;
+        };
         let mut word = self.hot.timeline.load();
         loop {
-            let next = Timeline::tat_of(word).max(now) + cost;
-            let ready = next.saturating_sub(tolerance);
+            let (next, ready) = gcra(word, now, cost, tolerance);
             if ready > now {
                 let wait = Duration::from_nanos(ready - now);
                 if let Some(max) = self.max_wait.filter(|max| wait > *max) {
@@ -569,6 +568,13 @@ impl Shared {
         tracing::warn!(target: TARGET, secs = delay.as_secs_f64(), %cause, "pausing every request");
         self.pause(until);
     }
+}
+
+/// One GCRA step on a timeline word: the arrival time after `cost` more,
+/// and when that is due (admissible at once if not after `now`).
+fn gcra(word: u64, now: u64, cost: u64, tolerance: u64) -> (u64, u64) {
+    let next = Timeline::tat_of(word).max(now) + cost;
+    (next, next.saturating_sub(tolerance))
 }
 
 /// Wakes the first waiter if its slot has come (it may be waiting for
