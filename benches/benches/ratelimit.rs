@@ -3,11 +3,14 @@
 //! Groups (names are read by scripts; keep them):
 //! - `ratelimit_try_acquire`: one thread, the allowed path (a rate so high
 //!   that every call is admitted): `steadfast` (`TokenBucket::try_acquire`)
-//!   vs `governor` (its direct, unkeyed limiter's `check`), both reading the
-//!   CPU's time-stamp counter through quanta (governor's default clock;
-//!   steadfast's `tsc_clock()`), so the limiters are compared, not the
-//!   clocks. `steadfast_tokio_clock` is steadfast's default, on tokio's
-//!   clock (`clock_gettime`), which tokio's paused test clock controls.
+//!   vs `governor` (its direct, unkeyed limiter's `check`), both used by
+//!   reference (steadfast's `Bucket`, the limiter a `TokenBucket` handle
+//!   shares through an `Arc`) and both reading the CPU's time-stamp counter
+//!   through quanta (governor's default clock; steadfast's `tsc_clock()`),
+//!   so the limiters are compared, not the clocks or the sharing.
+//!   `steadfast_tokio_clock` is steadfast's default: a `TokenBucket` on
+//!   tokio's clock (`clock_gettime`), which tokio's paused test clock
+//!   controls.
 //! - `ratelimit_contended`: the same, from two threads on one shared
 //!   limiter; time per operation (same clocks and names).
 //! - `ratelimit_waiters`: 1,000 tokio tasks each acquiring one permit from
@@ -29,15 +32,15 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use steadfast_ratelimit::TokenBucket;
+use steadfast_ratelimit::{Bucket, TokenBucket};
 
 fn unlimited() -> steadfast_ratelimit::Rate {
     "1000000000/s burst 1000000000".parse().expect("valid rate")
 }
 
-/// On the TSC, like governor.
-fn steadfast_unlimited() -> TokenBucket {
-    TokenBucket::builder(unlimited()).tsc_clock().build()
+/// On the TSC and used by reference, like governor's direct limiter.
+fn steadfast_unlimited() -> Bucket {
+    TokenBucket::builder(unlimited()).tsc_clock().build_bucket()
 }
 
 /// The default: tokio's clock.

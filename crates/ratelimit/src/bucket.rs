@@ -39,7 +39,9 @@ pub const DEFAULT_MAX_PAUSE: Duration = Duration::from_secs(300);
 ///   0.7 and it recovers along a CUBIC curve, never above the configured
 ///   rate; `Retry-After` pauses every caller until one shared instant.
 ///
-/// Clones share one bucket.
+/// Clones share one bucket (an `Arc<`[`Bucket`]`>`; every method of
+/// `Bucket` is reachable through it). Where no clonable handle is needed,
+/// [`Builder::build_bucket`] gives the `Bucket` itself.
 ///
 /// ```
 /// use steadfast_ratelimit::{Limiter, TokenBucket};
@@ -56,7 +58,7 @@ pub const DEFAULT_MAX_PAUSE: Duration = Duration::from_secs(300);
 /// ```
 #[derive(Clone)]
 pub struct TokenBucket {
-    shared: Arc<Shared>,
+    shared: Arc<Bucket>,
 }
 
 /// Settings of a [`TokenBucket`] beyond its rate.
@@ -125,8 +127,16 @@ impl Builder {
         self
     }
 
-    /// The limiter; full (its burst is free at once).
+    /// The limiter as a clonable, shared handle; full (its burst is free
+    /// at once).
     pub fn build(self) -> TokenBucket {
+        TokenBucket {
+            shared: Arc::new(self.build_bucket()),
+        }
+    }
+
+    /// The limiter itself, to use by reference (or in your own `Arc`).
+    pub fn build_bucket(self) -> Bucket {
         #[cfg(feature = "tsc")]
         let clock = if self.tsc {
             let clock = quanta::Clock::new();
@@ -139,37 +149,35 @@ impl Builder {
         let clock = ClockSource::Tokio;
         let ceiling = self.rate.per_second();
         let floor = self.floor.unwrap_or(ceiling / 20.0).min(ceiling);
-        TokenBucket {
-            shared: Arc::new(Shared {
-                hot: Hot {
-                    timeline: Timeline(AtomicU64::new(0)),
-                    interval: AtomicU64::new(self.rate.interval_nanos()),
-                    burst: AtomicU32::new(self.rate.burst()),
-                    tolerance: AtomicU64::new(
-                        u64::from(self.rate.burst()) * self.rate.interval_nanos(),
-                    ),
-                    admitted: AtomicU64::new(0),
-                },
-                epoch: Instant::now(),
-                clock,
-                max_wait: self.max_wait,
-                max_waiters: self.max_waiters,
-                max_pause: self.max_pause,
-                adaptive: self.adaptive,
-                queue: Mutex::new(Queue::default()),
-                control: Mutex::new(Control {
-                    configured: self.rate,
-                    cubic: Cubic::new(ceiling, floor),
-                    quota: None,
-                    effective: ceiling,
-                    source: RateSource::Configuration,
-                    logged: ceiling,
-                    pause_until: 0,
-                    pause_cause: None,
-                }),
-                waited: AtomicU64::new(0),
-                throttled: AtomicU64::new(0),
+        Bucket {
+            hot: Hot {
+                timeline: Timeline(AtomicU64::new(0)),
+                interval: AtomicU64::new(self.rate.interval_nanos()),
+                burst: AtomicU32::new(self.rate.burst()),
+                tolerance: AtomicU64::new(
+                    u64::from(self.rate.burst()) * self.rate.interval_nanos(),
+                ),
+                admitted: AtomicU64::new(0),
+            },
+            epoch: Instant::now(),
+            clock,
+            max_wait: self.max_wait,
+            max_waiters: self.max_waiters,
+            max_pause: self.max_pause,
+            adaptive: self.adaptive,
+            queue: Mutex::new(Queue::default()),
+            control: Mutex::new(Control {
+                configured: self.rate,
+                cubic: Cubic::new(ceiling, floor),
+                quota: None,
+                effective: ceiling,
+                source: RateSource::Configuration,
+                logged: ceiling,
+                pause_until: 0,
+                pause_cause: None,
             }),
+            waited: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
         }
     }
 }
@@ -235,7 +243,11 @@ enum ClockSource {
     Tsc { clock: quanta::Clock, origin: u64 },
 }
 
-struct Shared {
+/// The limiter itself: what a [`TokenBucket`] shares between its clones.
+/// Use it directly (by reference, or in your own `Arc`) where a clonable
+/// handle is not needed; it has every method of [`TokenBucket`] and
+/// implements [`Limiter`].
+pub struct Bucket {
     hot: Hot,
     epoch: Instant,
     #[cfg_attr(not(feature = "tsc"), allow(dead_code))]
@@ -303,7 +315,7 @@ enum Booking {
     Wait { id: u64, ready_at: u64 },
 }
 
-impl Shared {
+impl Bucket {
     fn now(&self) -> u64 {
         #[cfg(feature = "tsc")]
         if let ClockSource::Tsc { clock, origin } = &self.clock {
@@ -351,7 +363,12 @@ impl Shared {
     fn cost(&self, n: u32) -> Option<(u64, u64)> {
         let interval = self.hot.interval.load(Relaxed);
         let tolerance = self.hot.tolerance.load(Relaxed);
-        let cost = u64::from(n) * interval;
+        // One permit, the common case, skips the multiplication.
+        let cost = if n == 1 {
+            interval
+        } else {
+            u64::from(n) * interval
+        };
         (cost <= tolerance).then_some((cost, tolerance))
     }
 
@@ -609,11 +626,13 @@ impl TokenBucket {
             tsc: false,
         }
     }
+}
 
+impl Bucket {
     /// Waits for `n` permits: see [`Limiter::acquire`].
     pub fn acquire(&self, n: u32) -> Acquire<'_> {
         Acquire {
-            shared: &self.shared,
+            shared: self,
             n,
             state: State::Start,
         }
@@ -624,52 +643,31 @@ impl TokenBucket {
     /// a change never lets a burst through; waiters are re-spaced at the
     /// new rate. An adapted rate stays adapted, below the new ceiling.
     pub fn set_rate(&self, rate: Rate) {
-        let mut control = lock(&self.shared.control);
+        let mut control = lock(&self.control);
         control.configured = rate;
         control.cubic.set_ceiling(rate.per_second());
-        let now = self.shared.now();
-        let burst = self.shared.hot.burst.load(Relaxed);
-        let interval = self.shared.hot.interval.load(Relaxed);
-        self.shared.store_rate(interval, rate.burst());
+        let now = self.now();
+        let burst = self.hot.burst.load(Relaxed);
+        let interval = self.hot.interval.load(Relaxed);
+        self.store_rate(interval, rate.burst());
         if rate.burst() < burst {
             // A smaller burst: the permits beyond it are no longer free.
             let lost = u64::from(burst - rate.burst()) * interval;
-            self.shared
-                .hot
+            self.hot
                 .timeline
                 .update(|tat| tat.max(now.saturating_sub(u64::from(burst) * interval)) + lost);
         }
-        self.shared.apply(&mut control, now, true);
+        self.apply(&mut control, now, true);
         tracing::info!(target: TARGET, %rate, "rate set");
     }
-}
 
-impl Limiter for TokenBucket {
-    fn acquire(&self, n: u32) -> impl Future<Output = Result<Admission, AcquireError>> + Send + '_ {
-        TokenBucket::acquire(self, n)
-    }
-
-    fn try_acquire(&self, n: u32) -> Result<(), TryAcquireError> {
-        TokenBucket::try_acquire(self, n)
-    }
-
-    fn feedback(&self, feedback: &Feedback) {
-        TokenBucket::feedback(self, feedback);
-    }
-
-    fn status(&self) -> Status {
-        TokenBucket::status(self)
-    }
-}
-
-impl TokenBucket {
     /// Takes `n` permits if they are free now: see [`Limiter::try_acquire`].
     ///
     /// # Errors
     ///
     /// How long to wait, or that `n` exceeds the burst.
     pub fn try_acquire(&self, n: u32) -> Result<(), TryAcquireError> {
-        self.shared.try_admit(n, self.shared.now())
+        self.try_admit(n, self.now())
     }
 
     /// Adapts to the server's answer:
@@ -686,7 +684,7 @@ impl TokenBucket {
     /// * a quota holds the rate to `remaining / reset` until the reset, or
     ///   pauses until then when nothing remains.
     pub fn feedback(&self, feedback: &Feedback) {
-        let shared = &*self.shared;
+        let shared = self;
         let now = shared.now();
         let mut control = lock(&shared.control);
         let admitted = shared.admitted_with(shared.hot.timeline.load());
@@ -731,7 +729,7 @@ impl TokenBucket {
 
     /// A snapshot of the state: see [`Status`].
     pub fn status(&self) -> Status {
-        let shared = &*self.shared;
+        let shared = self;
         let control = lock(&shared.control);
         let queue = lock(&shared.queue);
         let now = shared.now();
@@ -760,9 +758,59 @@ impl TokenBucket {
     }
 }
 
+impl Limiter for Bucket {
+    fn acquire(&self, n: u32) -> impl Future<Output = Result<Admission, AcquireError>> + Send + '_ {
+        Bucket::acquire(self, n)
+    }
+
+    fn try_acquire(&self, n: u32) -> Result<(), TryAcquireError> {
+        Bucket::try_acquire(self, n)
+    }
+
+    fn feedback(&self, feedback: &Feedback) {
+        Bucket::feedback(self, feedback);
+    }
+
+    fn status(&self) -> Status {
+        Bucket::status(self)
+    }
+}
+
+impl Limiter for TokenBucket {
+    fn acquire(&self, n: u32) -> impl Future<Output = Result<Admission, AcquireError>> + Send + '_ {
+        Bucket::acquire(&self.shared, n)
+    }
+
+    fn try_acquire(&self, n: u32) -> Result<(), TryAcquireError> {
+        self.shared.try_acquire(n)
+    }
+
+    fn feedback(&self, feedback: &Feedback) {
+        self.shared.feedback(feedback);
+    }
+
+    fn status(&self) -> Status {
+        self.shared.status()
+    }
+}
+
+impl std::ops::Deref for TokenBucket {
+    type Target = Bucket;
+
+    fn deref(&self) -> &Bucket {
+        &self.shared
+    }
+}
+
 impl fmt::Debug for TokenBucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("TokenBucket").field(&self.status()).finish()
+    }
+}
+
+impl fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Bucket").field(&self.status()).finish()
     }
 }
 
@@ -770,7 +818,7 @@ impl fmt::Debug for TokenBucket {
 /// completes hands its slot back.
 #[must_use = "futures do nothing unless polled"]
 pub struct Acquire<'a> {
-    shared: &'a Shared,
+    shared: &'a Bucket,
     n: u32,
     state: State,
 }

@@ -10,7 +10,7 @@ mod limiter;
 mod rate;
 mod status;
 
-pub use bucket::{Acquire, Builder, TokenBucket, DEFAULT_MAX_PAUSE};
+pub use bucket::{Acquire, Bucket, Builder, TokenBucket, DEFAULT_MAX_PAUSE};
 #[cfg(all(feature = "tower", feature = "http"))]
 pub use layer::HttpFeedback;
 #[cfg(feature = "tower")]
