@@ -326,4 +326,13 @@ async fn the_tsc_clock_limits_too() {
     }
     assert_eq!(limiter.status().admitted, 2);
     assert_eq!(limiter.status().available, 0);
+    // Waiting maps the counter's time onto tokio's timer: at 200/s the
+    // waiter's slot is 5 ms of real time away.
+    let fast = TokenBucket::builder("200/s".parse().expect("rate"))
+        .tsc_clock()
+        .build();
+    fast.try_acquire(1).expect("first");
+    let admission = fast.acquire(1).await.expect("second");
+    assert!(!admission.waited.is_zero());
+    assert_eq!(fast.status().admitted, 2);
 }
