@@ -387,6 +387,34 @@ async fn killed_mid_export_then_resumed() {
             "{key} was recorded, yet downloaded again"
         );
     }
+    // Nor rendered again: the /v1/images calls of the second run ask only
+    // for what the checkpoint lacks.
+    let prefix = format!("/v1/images/{FILE_KEY}?");
+    let rendered: Vec<String> = server.log()[first_run..]
+        .iter()
+        .filter_map(|r| r.uri.strip_prefix(&prefix).map(str::to_owned))
+        .flat_map(|query| {
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|p| p.strip_prefix(&format!("{name}=")))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let (format, scale) = (param("format"), param("scale"));
+            param("ids")
+                .split(',')
+                .map(|id| format!("{id}/{format}@{scale}"))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!rendered.is_empty());
+    for key in &rendered {
+        assert!(
+            !recorded.contains(key),
+            "{key} was recorded, yet rendered again"
+        );
+    }
     let file = server.file();
     let all = file.icons.len() + 3 * file.images.len();
     assert_eq!(
