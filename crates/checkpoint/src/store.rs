@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,6 +24,9 @@ pub const DIR_NAME: &str = ".checkpoint";
 const SNAPSHOT: &str = "snapshot.json";
 const JOURNAL: &str = "journal";
 const LOCK: &str = "lock";
+/// How many times (5 ms apart) a lock held by this very process is tried
+/// again before `Locked`; see `take_lock`.
+const OWN_LOCK_RETRIES: u32 = 40;
 /// The default limit on a checkpoint's age (since its last update).
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Timestamps up to this far ahead of the clock are tolerated (clock
@@ -347,22 +350,37 @@ fn take_lock(dir: &Path, now: SystemTime) -> Result<File, Error> {
     )
     .open(&path)
     .map_err(|e| Error::io("open the lock file", &path, e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            let holder = serde_json::from_str::<LockInfo>(&text)
-                .ok()
-                .map(|info| Holder {
-                    pid: info.pid,
-                    host: info.host,
-                    started_at: from_unix(info.started_at),
-                });
-            return Err(Error::Locked { path, holder });
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(Error::io("lock", &path, e));
+    // A lock that names this very process may be held only by a copy of
+    // its descriptor in a child being forked (the copy lives until the
+    // child's exec closes it): give that a moment before saying Locked.
+    let mut own_tries = 0;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.seek(io::SeekFrom::Start(0));
+                let _ = file.read_to_string(&mut text);
+                let holder = serde_json::from_str::<LockInfo>(&text)
+                    .ok()
+                    .map(|info| Holder {
+                        pid: info.pid,
+                        host: info.host,
+                        started_at: from_unix(info.started_at),
+                    });
+                let ours = holder
+                    .as_ref()
+                    .is_some_and(|h| h.pid == std::process::id() && h.host == host_name());
+                if ours && own_tries < OWN_LOCK_RETRIES {
+                    own_tries += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                return Err(Error::Locked { path, holder });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io("lock", &path, e));
+            }
         }
     }
     let info = LockInfo {
