@@ -141,7 +141,15 @@ impl Builder {
         let clock = if self.tsc {
             let clock = quanta::Clock::new();
             let origin = clock.raw();
-            ClockSource::Tsc { clock, origin }
+            // Ticks per nanosecond, from quanta's calibration (1 where it
+            // falls back to the monotonic clock).
+            let span: u64 = 1 << 40;
+            let per_ns = span as f64 / clock.delta_as_nanos(0, span).max(1) as f64;
+            ClockSource::Tsc {
+                clock,
+                origin,
+                per_ns,
+            }
         } else {
             ClockSource::Tokio
         };
@@ -149,14 +157,13 @@ impl Builder {
         let clock = ClockSource::Tokio;
         let ceiling = self.rate.per_second();
         let floor = self.floor.unwrap_or(ceiling / 20.0).min(ceiling);
+        let interval = clock.ticks_of_ns(self.rate.interval_nanos());
         Bucket {
             hot: Hot {
                 timeline: Timeline(AtomicU64::new(0)),
-                interval: AtomicU64::new(self.rate.interval_nanos()),
+                interval: AtomicU64::new(interval),
                 burst: AtomicU32::new(self.rate.burst()),
-                tolerance: AtomicU64::new(
-                    u64::from(self.rate.burst()) * self.rate.interval_nanos(),
-                ),
+                tolerance: AtomicU64::new(u64::from(self.rate.burst()) * interval),
                 admitted: AtomicU64::new(0),
             },
             epoch: Instant::now(),
@@ -238,9 +245,34 @@ impl Timeline {
 enum ClockSource {
     /// `tokio::time::Instant`: exact on tokio's paused clock.
     Tokio,
-    /// The time-stamp counter, in nanoseconds since `origin`.
+    /// The time-stamp counter, in its own ticks since `origin`: the fast
+    /// path reads it without scaling; `per_ns` converts at the edges.
     #[cfg(feature = "tsc")]
-    Tsc { clock: quanta::Clock, origin: u64 },
+    Tsc {
+        clock: quanta::Clock,
+        origin: u64,
+        per_ns: f64,
+    },
+}
+
+impl ClockSource {
+    /// Nanoseconds to ticks, rounded up (intervals never get shorter).
+    fn ticks_of_ns(&self, ns: u64) -> u64 {
+        match self {
+            Self::Tokio => ns,
+            #[cfg(feature = "tsc")]
+            Self::Tsc { per_ns, .. } => (ns as f64 * per_ns).ceil().min(u64::MAX as f64) as u64,
+        }
+    }
+
+    /// Ticks to a duration.
+    fn duration(&self, ticks: u64) -> Duration {
+        match self {
+            Self::Tokio => Duration::from_nanos(ticks),
+            #[cfg(feature = "tsc")]
+            Self::Tsc { per_ns, .. } => Duration::from_nanos((ticks as f64 / per_ns) as u64),
+        }
+    }
 }
 
 /// The limiter itself: what a [`TokenBucket`] shares between its clones.
@@ -301,10 +333,6 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn secs(ns: u64) -> f64 {
-    ns as f64 / 1e9
-}
-
 /// Nanoseconds per permit at `per_second`, rounded up.
 fn interval_of(per_second: f64) -> u64 {
     (1e9 / per_second).ceil().clamp(1.0, u64::MAX as f64) as u64
@@ -316,10 +344,12 @@ enum Booking {
 }
 
 impl Bucket {
+    /// The limiter's time: nanoseconds since `epoch` on tokio's clock, or
+    /// time-stamp-counter ticks since `origin` (see [`ClockSource`]).
     fn now(&self) -> u64 {
         #[cfg(feature = "tsc")]
-        if let ClockSource::Tsc { clock, origin } = &self.clock {
-            return clock.delta_as_nanos(*origin, clock.raw());
+        if let ClockSource::Tsc { clock, origin, .. } = &self.clock {
+            return clock.raw().saturating_sub(*origin);
         }
         let elapsed = Instant::now().saturating_duration_since(self.epoch);
         // Cheaper than `as_nanos` (a 128-bit multiply) on the fast path.
@@ -336,17 +366,32 @@ impl Bucket {
         self.hot.admitted.load(Relaxed) + (word & COUNT_MASK)
     }
 
-    fn instant(&self, ns: u64) -> Instant {
+    /// A duration on the limiter's clock to ticks.
+    fn ticks(&self, d: Duration) -> u64 {
+        self.clock.ticks_of_ns(nanos(d))
+    }
+
+    /// Ticks to a duration.
+    fn duration(&self, ticks: u64) -> Duration {
+        self.clock.duration(ticks)
+    }
+
+    /// Ticks to seconds, for the adaptive controller.
+    fn seconds(&self, ticks: u64) -> f64 {
+        self.duration(ticks).as_secs_f64()
+    }
+
+    /// The tokio instant of a time on the limiter's clock, for its timer.
+    fn instant(&self, ticks: u64) -> Instant {
         #[cfg(feature = "tsc")]
         if let ClockSource::Tsc { .. } = self.clock {
-            // Map the counter's time onto tokio's clock, for its timer.
             let (now, at) = (self.now(), Instant::now());
-            return match ns.checked_sub(now) {
-                Some(ahead) => at + Duration::from_nanos(ahead),
-                None => at.checked_sub(Duration::from_nanos(now - ns)).unwrap_or(at),
+            return match ticks.checked_sub(now) {
+                Some(ahead) => at + self.duration(ahead),
+                None => at.checked_sub(self.duration(now - ticks)).unwrap_or(at),
             };
         }
-        self.epoch + Duration::from_nanos(ns)
+        self.epoch + Duration::from_nanos(ticks)
     }
 
     /// Stores a new interval (and burst) with their product.
@@ -384,7 +429,7 @@ impl Bucket {
         loop {
             let (next, ready) = gcra(word, now, cost, tolerance);
             if ready > now {
-                return Err(TryAcquireError::Wait(Duration::from_nanos(ready - now)));
+                return Err(TryAcquireError::Wait(self.duration(ready - now)));
             }
             let count = (word & COUNT_MASK) + u64::from(n);
             match self.hot.timeline.0.compare_exchange_weak(
@@ -418,7 +463,7 @@ impl Bucket {
         loop {
             let (next, ready) = gcra(word, now, cost, tolerance);
             if ready > now {
-                let wait = Duration::from_nanos(ready - now);
+                let wait = self.duration(ready - now);
                 if let Some(max) = self.max_wait.filter(|max| wait > *max) {
                     return Err(AcquireError::WaitTooLong { wait, max });
                 }
@@ -569,19 +614,20 @@ impl Bucket {
             tracing::debug!(target: TARGET, from = control.logged, to = rate, ?source, "rate changed");
             control.logged = rate;
         }
-        self.set_interval(interval_of(rate), respace_faster, control.pause_until);
+        let interval = self.clock.ticks_of_ns(interval_of(rate));
+        self.set_interval(interval, respace_faster, control.pause_until);
     }
 
     fn pause_until(&self, control: &mut Control, now: u64, delay: Duration, cause: PauseCause) {
         let delay = delay.min(self.max_pause);
-        let until = now.saturating_add(nanos(delay));
+        let until = now.saturating_add(self.ticks(delay));
         // A later answer never moves the pause earlier; repeats never stack.
         if until <= control.pause_until {
             return;
         }
         control.pause_until = until;
         control.pause_cause = Some(cause);
-        control.cubic.defer(secs(until));
+        control.cubic.defer(self.seconds(until));
         tracing::warn!(target: TARGET, secs = delay.as_secs_f64(), %cause, "pausing every request");
         self.pause(until);
     }
@@ -688,30 +734,30 @@ impl Bucket {
         let now = shared.now();
         let mut control = lock(&shared.control);
         let admitted = shared.admitted_with(shared.hot.timeline.load());
-        control.cubic.observe(secs(now), admitted);
+        control.cubic.observe(shared.seconds(now), admitted);
         match feedback.outcome {
             Outcome::Throttled => {
                 shared.throttled.fetch_add(1, Relaxed);
                 let sent = feedback
                     .sent_at
-                    .map(|at| secs(nanos(at.saturating_duration_since(shared.epoch))));
+                    .map(|at| at.saturating_duration_since(shared.epoch).as_secs_f64());
                 let stale = sent.is_some_and(|sent| sent < control.cubic.last_throttle());
                 if shared.adaptive && !stale {
                     let before = control.effective;
-                    let rate = control.cubic.on_throttle(secs(now));
+                    let rate = control.cubic.on_throttle(shared.seconds(now));
                     tracing::info!(target: TARGET, from = before, to = rate, "throttled by the server: rate cut");
                 } else {
                     tracing::debug!(target: TARGET, stale, "throttled by the server");
                 }
             }
             Outcome::Success if shared.adaptive => {
-                control.cubic.on_success(secs(now));
+                control.cubic.on_success(shared.seconds(now));
             }
             Outcome::Success | Outcome::Neutral => {}
         }
         match feedback.quota {
             Some((remaining, reset)) if remaining > 0 && !reset.is_zero() => {
-                let until = now.saturating_add(nanos(reset));
+                let until = now.saturating_add(shared.ticks(reset));
                 control.quota = Some((remaining as f64 / reset.as_secs_f64(), until));
             }
             _ => {}
@@ -748,8 +794,8 @@ impl Bucket {
             source: control.source,
             available: u32::try_from(available).unwrap_or(u32::MAX),
             waiting: queue.entries.len(),
-            next_free: Duration::from_nanos(next.saturating_sub(now)),
-            paused_for: paused.then(|| Duration::from_nanos(control.pause_until - now)),
+            next_free: shared.duration(next.saturating_sub(now)),
+            paused_for: paused.then(|| shared.duration(control.pause_until - now)),
             pause_cause: if paused { control.pause_cause } else { None },
             admitted: shared.admitted_with(word),
             waited: shared.waited.load(Relaxed),
@@ -866,7 +912,7 @@ impl Future for Acquire<'_> {
                             drop(queue);
                             tracing::debug!(
                                 target: TARGET,
-                                wait_ms = (ready_at - now) / 1_000_000,
+                                wait_ms = shared.duration(ready_at - now).as_millis(),
                                 position,
                                 "waiting for a permit"
                             );
@@ -898,7 +944,7 @@ impl Future for Acquire<'_> {
                             drop(queue);
                             shared.hot.admitted.fetch_add(u64::from(this.n), Relaxed);
                             shared.waited.fetch_add(1, Relaxed);
-                            let waited = Duration::from_nanos(now - *since);
+                            let waited = shared.duration(now - *since);
                             this.state = State::Done;
                             return Poll::Ready(Ok(Admission {
                                 waited,
@@ -965,5 +1011,31 @@ impl fmt::Debug for Acquire<'_> {
             .field("n", &self.n)
             .field("state", &state)
             .finish()
+    }
+}
+
+#[cfg(all(test, feature = "tsc"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_conversions_round_trip_and_round_intervals_up() {
+        let clock = quanta::Clock::new();
+        let tsc = ClockSource::Tsc {
+            origin: clock.raw(),
+            clock,
+            per_ns: 3.0,
+        };
+        assert_eq!(tsc.ticks_of_ns(1_000), 3_000);
+        assert_eq!(tsc.duration(3_000), Duration::from_nanos(1_000));
+        let odd = ClockSource::Tsc {
+            origin: 0,
+            clock: quanta::Clock::new(),
+            per_ns: 2.5,
+        };
+        // 333,333,334 ns × 2.5 = 833,333,335 ticks: rounded up, never down.
+        assert_eq!(odd.ticks_of_ns(333_333_334), 833_333_335);
+        assert_eq!(ClockSource::Tokio.ticks_of_ns(42), 42);
+        assert_eq!(ClockSource::Tokio.duration(42), Duration::from_nanos(42));
     }
 }
