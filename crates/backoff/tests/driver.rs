@@ -292,74 +292,10 @@ async fn the_budget_caps_retries_across_operations() {
         .contains("retry budget"));
 }
 
-thread_local! {
-    /// This thread's captured events, while a test captures.
-    static CAPTURED: std::cell::RefCell<Option<Vec<Vec<String>>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// The process-wide subscriber of this test binary: it hands each event to
-/// the capture of the thread that emitted it, if that thread captures.
-/// Being global (not a scoped default), its interest in every callsite is
-/// fixed, so no other test's thread can cache a "never" that hides events
-/// from a capturing test (the race a scoped subscriber has).
-struct Capture;
-
-impl Capture {
-    /// Captures this thread's events until `take`.
-    fn start() {
-        static INSTALL: std::sync::Once = std::sync::Once::new();
-        INSTALL.call_once(|| {
-            tracing::subscriber::set_global_default(Capture).expect("the only global subscriber");
-        });
-        CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
-    }
-
-    /// Stops capturing and returns the events, as `name=value` strings.
-    fn take() -> Vec<Vec<String>> {
-        CAPTURED.with(|c| c.borrow_mut().take().unwrap_or_default())
-    }
-}
-
-impl tracing::Subscriber for Capture {
-    fn register_callsite(
-        &self,
-        _: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        tracing::subscriber::Interest::always()
-    }
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Fields(Vec<String>);
-        impl tracing::field::Visit for Fields {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push(format!("{}={:?}", field.name(), value));
-            }
-            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                self.0.push(format!("{}={}", field.name(), value));
-            }
-        }
-        CAPTURED.with(|c| {
-            if let Some(events) = c.borrow_mut().as_mut() {
-                let mut fields = Fields(vec![format!("level={}", event.metadata().level())]);
-                event.record(&mut fields);
-                events.push(fields.0);
-            }
-        });
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn one_tracing_event_per_retry_with_attempt_delay_source_and_reason() {
+    use steadfast_testkit::Capture;
+
     Capture::start();
     let retrier = Retrier::new(doubling(2)).policy(|outcome: &Result<(), ()>| match outcome {
         Ok(()) => Action::Done,
