@@ -326,9 +326,10 @@ async fn the_tsc_clock_limits_too() {
     }
     assert_eq!(limiter.status().admitted, 2);
     assert_eq!(limiter.status().available, 0);
-    // Waiting maps the counter's time onto tokio's timer: at 200/s the
-    // waiter's slot is 5 ms of real time away.
-    let fast = TokenBucket::builder("200/s".parse().expect("rate"))
+    // Waiting maps the counter's time onto tokio's timer: at 10/s the
+    // waiter's slot is 100 ms of real time away (a stall that long between
+    // the two calls would make it free at once; nothing else can).
+    let fast = TokenBucket::builder("10/s".parse().expect("rate"))
         .tsc_clock()
         .build();
     fast.try_acquire(1).expect("first");
