@@ -819,7 +819,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
                             bar.inc(1);
                         }
                     }
-                    return Err(stopped(e, &summary, &store));
+                    return Err(stopped(e, &summary));
                 }
             };
             let rendered: Value = serde_json::from_slice(&body).map_err(|e| {
@@ -853,12 +853,12 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
             // Downloads overlap with the next batch's render call; count
             // the ones already done.
             while let Some(joined) = downloads.try_join_next() {
-                tally(joined, &mut summary).map_err(|e| stopped(e, &summary, &store))?;
+                tally(joined, &mut summary).map_err(|e| stopped(e, &summary))?;
                 bar.inc(1);
             }
         }
         while let Some(joined) = downloads.join_next().await {
-            tally(joined, &mut summary).map_err(|e| stopped(e, &summary, &store))?;
+            tally(joined, &mut summary).map_err(|e| stopped(e, &summary))?;
             bar.inc(1);
         }
         bar.finish_with_message("done");
@@ -908,11 +908,7 @@ fn tally(joined: Finished, summary: &mut Summary) -> Result<(), ExportError> {
 
 /// The checkpoint is kept (every finished item is already recorded): say
 /// how far it got.
-fn stopped(
-    error: ExportError,
-    summary: &Summary,
-    _store: &Arc<Mutex<FileStore<()>>>,
-) -> ExportError {
+fn stopped(error: ExportError, summary: &Summary) -> ExportError {
     if error.code == 3 {
         ExportError::recoverable(format!(
             "{}\n  {} files written before stopping; the checkpoint is saved.",

@@ -238,16 +238,21 @@ async fn server_errors_and_dropped_connections_are_retried_through() {
     check_clean_export(&scratch.out(), &server.file());
 }
 
-#[tokio::test(start_paused = true)]
-async fn fail_fast_stops_at_the_first_fault_with_the_checkpoint_saved() {
-    let scratch = Scratch::new("fail-fast");
-    // The fourth API request (the third /v1/images batch) fails once.
-    let server = server(Faults {
+/// A server whose fourth API request (the second /v1/images batch, after
+/// the file and its color nodes) fails once, with a 5xx.
+async fn fourth_api_call_fails() -> FakeServer {
+    server(Faults {
         server_errors: 1.0,
         api_window: Some(3..4),
         ..Faults::none()
     })
-    .await;
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_stops_at_the_first_fault_with_the_checkpoint_saved() {
+    let scratch = Scratch::new("fail-fast");
+    let server = fourth_api_call_fails().await;
     let mut options = options(&server, &scratch.out());
     options.fail_fast = true;
     let error = run(options.clone()).await.expect_err("stops");
@@ -578,35 +583,30 @@ async fn a_render_timeout_splits_the_batch_and_a_null_render_fails_only_its_item
 #[tokio::test(start_paused = true)]
 async fn a_changed_file_version_is_refused_with_the_way_out() {
     let scratch = Scratch::new("version");
-    let server = server(Faults {
-        server_errors: 1.0,
-        api_window: Some(3..4),
-        ..Faults::none()
-    })
-    .await;
-    let mut options = options(&server, &scratch.out());
-    options.fail_fast = true;
-    assert_eq!(run(options).await.expect_err("stops").code, 3);
+    let server = fourth_api_call_fails().await;
+    let mut first = options(&server, &scratch.out());
+    first.fail_fast = true;
+    assert_eq!(run(first).await.expect_err("stops").code, 3);
     // The designers edited the file: a new version.
     let edited = FakeServer::start(FakeFile::generate(SEED + 1), Faults::none())
         .await
         .expect("server");
     assert_ne!(edited.file().version, server.file().version);
-    let mut options = options_for(&edited, &scratch.out());
-    options.resume = true;
-    let error = run(options.clone()).await.expect_err("refused");
+    let mut again = options(&edited, &scratch.out());
+    again.resume = true;
+    let error = run(again.clone()).await.expect_err("refused");
     assert_eq!(error.code, 2, "{error}");
     assert!(
         error.message.contains("another configuration") && error.message.contains("--restart"),
         "{error}"
     );
     // A plain run (no flag) is told about --resume and --restart too.
-    let mut plain = options.clone();
+    let mut plain = again.clone();
     plain.resume = false;
     assert_eq!(run(plain).await.expect_err("refused").code, 2);
-    options.resume = false;
-    options.restart = true;
-    let summary = run(options).await.expect("restarted");
+    again.resume = false;
+    again.restart = true;
+    let summary = run(again).await.expect("restarted");
     let file = edited.file();
     assert_eq!(summary.skipped, 0);
     assert_eq!(
@@ -615,8 +615,4 @@ async fn a_changed_file_version_is_refused_with_the_way_out() {
     );
     // (Files of the old version whose names changed stay: removing stale
     // files needs a manifest of what the last complete run wrote.)
-}
-
-fn options_for(server: &FakeServer, out: &Path) -> Options {
-    options(server, out)
 }
