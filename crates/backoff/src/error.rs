@@ -323,3 +323,24 @@ mod tests {
         assert_eq!(e.retry_after(), Some(Duration::from_secs(396_749)));
     }
 }
+
+/// An attempt that ran past the per-attempt timeout of
+/// [`RetryMiddleware::attempt_timeout`](crate::RetryMiddleware::attempt_timeout).
+/// Classified as a timeout, so it is retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptTimedOut {
+    /// The timeout.
+    pub after: Duration,
+}
+
+impl fmt::Display for AttemptTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the attempt timed out after {}",
+            HumanDuration(self.after)
+        )
+    }
+}
+
+impl StdError for AttemptTimedOut {}

@@ -5,21 +5,23 @@ use std::fmt;
 use std::io;
 use std::time::SystemTime;
 
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use steadfast_http::{Classifier, Verdict};
 
 use crate::error::NoRetry;
 use crate::event::RetryInfo;
-use crate::hint;
 use crate::policy::{Action, Policy, Reason};
 
 /// Retries what is safe to retry over HTTP, and obeys the server's hints.
 ///
+/// Responses are judged by [`steadfast_http::Classifier`], the same rules
+/// the rate limiter reads them by:
+///
 /// | outcome | verdict |
 /// |---|---|
-/// | 429 | retry, reason "rate limited", with the server's hint |
-/// | 503 with a hint | retry, reason "rate limited", with the hint |
-/// | 408, 500, 502, 503, 504 | retry, with the server's hint if any |
-/// | any other status (2xx, 3xx, 400, 401, 403, 404, 422, ...) | done: returned as `Ok` |
+/// | 429; 503 with `Retry-After`; 403 with no quota left or a `Retry-After` | retry, reason "rate limited", with the server's hint |
+/// | 408, 500, 502, 503, 504 (configurable with [`classifier`](Self::classifier)) | retry, with the server's `Retry-After` if any |
+/// | any other status (2xx, 3xx, 400, 401, 404, 422, ...) | done: returned as `Ok` |
 /// | connection errors, timeouts, other transport errors | retry |
 /// | errors that cannot heal (permission denied, invalid input or data, not found, unsupported) | fail |
 ///
@@ -29,9 +31,10 @@ use crate::policy::{Action, Policy, Reason};
 /// otherwise. A response accepted after retries carries a [`RetryInfo`] in
 /// its extensions.
 ///
-/// Hints (`Retry-After` in all its forms, `RateLimit`, `RateLimit-Reset`,
-/// `X-RateLimit-Reset`) are parsed by [`hint::from_headers`]; dates are
-/// measured against the response's `Date` header, else the policy's clock.
+/// Hints (`Retry-After` in all its forms and its millisecond vendor forms,
+/// `RateLimit`, `RateLimit-Reset`, `X-RateLimit-Reset`, ...) are parsed by
+/// [`steadfast_http::hint`]; dates are measured against the response's
+/// `Date` header, else the policy's clock.
 ///
 /// Errors are classified through `C`, a [`ClassifyError`]: [`DefaultErrors`]
 /// walks the error's `source()` chain for I/O error kinds and timeouts, and
@@ -41,6 +44,7 @@ use crate::policy::{Action, Policy, Reason};
 pub struct HttpPolicy<C = DefaultErrors> {
     retry_non_idempotent: bool,
     clock: fn() -> SystemTime,
+    classifier: Classifier,
     errors: C,
 }
 
@@ -51,6 +55,7 @@ impl HttpPolicy {
         Self {
             retry_non_idempotent: false,
             clock: SystemTime::now,
+            classifier: Classifier::new(),
             errors: DefaultErrors,
         }
     }
@@ -92,35 +97,61 @@ impl<C> HttpPolicy<C> {
         HttpPolicy {
             retry_non_idempotent: self.retry_non_idempotent,
             clock: self.clock,
+            classifier: self.classifier,
             errors,
+        }
+    }
+
+    /// Decides which statuses are retried and which are throttles with
+    /// `classifier` (default [`Classifier::new`]): e.g.
+    /// `Classifier::new().never_retry(500)`.
+    #[must_use]
+    pub fn classifier(mut self, classifier: Classifier) -> Self {
+        self.classifier = classifier;
+        self
+    }
+
+    /// The shared [`Verdict`] on a response, as the rate limiter sees it too.
+    pub fn verdict(&self, status: StatusCode, headers: &HeaderMap) -> Verdict {
+        self.classifier.classify(status, headers, (self.clock)())
+    }
+
+    /// The error classification.
+    pub(crate) fn errors(&self) -> &C {
+        &self.errors
+    }
+
+    /// Whether a request with `method` and `headers` may be sent twice.
+    pub(crate) fn check(&self, method: &Method, headers: &HeaderMap) -> Result<(), NoRetry> {
+        if self.retry_non_idempotent
+            || is_idempotent(method)
+            || headers.contains_key("idempotency-key")
+        {
+            Ok(())
+        } else {
+            Err(NoRetry::NotIdempotent)
         }
     }
 
     /// The verdict on a response alone.
     pub fn classify_response<B>(&self, response: &Response<B>) -> Action {
-        let status = response.status();
-        let code = status.as_u16();
-        let retryable = matches!(
-            status,
-            StatusCode::REQUEST_TIMEOUT
-                | StatusCode::TOO_MANY_REQUESTS
-                | StatusCode::INTERNAL_SERVER_ERROR
-                | StatusCode::BAD_GATEWAY
-                | StatusCode::SERVICE_UNAVAILABLE
-                | StatusCode::GATEWAY_TIMEOUT
-        );
-        if !retryable {
-            return Action::Done;
-        }
-        let hint = hint::from_headers(response.headers(), (self.clock)());
-        let throttled = status == StatusCode::TOO_MANY_REQUESTS
-            || (status == StatusCode::SERVICE_UNAVAILABLE && hint.is_some());
-        let reason = if throttled {
-            Reason::RateLimited
-        } else {
-            Reason::Status(code)
-        };
-        Action::Retry { reason, hint }
+        action(&self.verdict(response.status(), response.headers()))
+    }
+}
+
+/// The retry verdict that goes with a shared [`Verdict`].
+pub(crate) fn action(verdict: &Verdict) -> Action {
+    if !verdict.is_retryable() {
+        return Action::Done;
+    }
+    let reason = if verdict.is_throttled() {
+        Reason::RateLimited
+    } else {
+        Reason::Status(verdict.status().as_u16())
+    };
+    Action::Retry {
+        reason,
+        hint: verdict.hint(),
     }
 }
 
@@ -128,6 +159,7 @@ impl<C: fmt::Debug> fmt::Debug for HttpPolicy<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpPolicy")
             .field("retry_non_idempotent", &self.retry_non_idempotent)
+            .field("classifier", &self.classifier)
             .field("errors", &self.errors)
             .finish_non_exhaustive()
     }
@@ -135,7 +167,7 @@ impl<C: fmt::Debug> fmt::Debug for HttpPolicy<C> {
 
 /// Whether a method may be sent twice without doing its work twice
 /// (RFC 9110 §9.2.2).
-fn is_idempotent(method: &Method) -> bool {
+pub(crate) fn is_idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -154,14 +186,7 @@ where
     }
 
     fn check_request(&self, request: &Request<B>) -> Result<(), NoRetry> {
-        if self.retry_non_idempotent
-            || is_idempotent(request.method())
-            || request.headers().contains_key("idempotency-key")
-        {
-            Ok(())
-        } else {
-            Err(NoRetry::NotIdempotent)
-        }
+        self.check(request.method(), request.headers())
     }
 
     fn on_done(&self, response: &mut Response<RB>, retries: u32) {
@@ -191,8 +216,12 @@ where
 /// The default error classification: walks the `source()` chain.
 ///
 /// I/O errors of kind refused, reset, aborted, not connected, broken pipe,
-/// unexpected EOF are connection failures; `TimedOut` and tokio's `Elapsed`
-/// are timeouts; permission denied, not found, invalid input or data and
+/// unexpected EOF are connection failures; `TimedOut`, tokio's and tower's
+/// `Elapsed` and [`AttemptTimedOut`](crate::AttemptTimedOut) are timeouts;
+/// with the `reqwest` feature, `reqwest::Error`s are read by their kind
+/// (builder, redirect, decode and body errors fail, timeouts are timeouts,
+/// connect errors are connection failures), looking inside
+/// `reqwest_middleware::Error` too; permission denied, not found, invalid input or data and
 /// unsupported are permanent. Anything else is a transient transport
 /// failure: an HTTP client's errors are, by nature, mostly about the
 /// network (hyper's "connection closed before message completed", say).
@@ -206,6 +235,32 @@ impl DefaultErrors {
         while let Some(e) = next {
             if e.is::<tokio::time::error::Elapsed>() {
                 return Action::retry(Reason::Timeout);
+            }
+            #[cfg(feature = "tower")]
+            if e.is::<tower::timeout::error::Elapsed>() {
+                return Action::retry(Reason::Timeout);
+            }
+            if e.is::<crate::AttemptTimedOut>() {
+                return Action::retry(Reason::Timeout);
+            }
+            #[cfg(feature = "reqwest")]
+            if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+                if let Some(verdict) = crate::reqwest::classify(r) {
+                    return verdict;
+                }
+            }
+            #[cfg(feature = "reqwest-middleware")]
+            if let Some(m) = e.downcast_ref::<reqwest_middleware::Error>() {
+                // Both variants are `#[error(transparent)]`: their
+                // `source()` skips the wrapped error, so step into it.
+                next = Some(match m {
+                    reqwest_middleware::Error::Reqwest(r) => r,
+                    reqwest_middleware::Error::Middleware(a) => {
+                        let inner: &(dyn StdError + Send + Sync + 'static) = a.as_ref();
+                        inner
+                    }
+                });
+                continue;
             }
             if let Some(io) = e.downcast_ref::<io::Error>() {
                 use io::ErrorKind as K;

@@ -2,7 +2,8 @@
 //! are hopeless.
 
 use std::fmt;
-use std::time::Duration;
+
+pub use steadfast_http::{Hint, HintSource};
 
 use crate::error::NoRetry;
 
@@ -21,6 +22,9 @@ pub enum Reason {
     Connection,
     /// The operation returned an error.
     Error,
+    /// The request itself is malformed (a relative URL, a bad header):
+    /// sending it again cannot help.
+    Invalid,
     /// A reason named by a custom policy.
     Other(&'static str),
 }
@@ -33,47 +37,10 @@ impl fmt::Display for Reason {
             Self::Timeout => f.write_str("timed out"),
             Self::Connection => f.write_str("connection failed"),
             Self::Error => f.write_str("request failed"),
+            Self::Invalid => f.write_str("invalid request"),
             Self::Other(s) => f.write_str(s),
         }
     }
-}
-
-/// Which server header a hint came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum HintSource {
-    /// `Retry-After` (RFC 9110).
-    RetryAfter,
-    /// The `t` parameter of the structured `RateLimit` field (IETF draft).
-    RateLimit,
-    /// `RateLimit-Reset` (IETF drafts up to -06).
-    RateLimitReset,
-    /// `X-RateLimit-Reset` (GitHub, Twitter and others).
-    XRateLimitReset,
-    /// A hint from a custom policy.
-    Other,
-}
-
-impl fmt::Display for HintSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::RetryAfter => "Retry-After",
-            Self::RateLimit => "RateLimit",
-            Self::RateLimitReset => "RateLimit-Reset",
-            Self::XRateLimitReset => "X-RateLimit-Reset",
-            Self::Other => "server hint",
-        })
-    }
-}
-
-/// A server's word on when to come back: a delay counted from when the
-/// response arrived.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Hint {
-    /// How long to wait.
-    pub delay: Duration,
-    /// The header it came from.
-    pub source: HintSource,
 }
 
 /// A policy's verdict on one outcome.

@@ -4,4 +4,6 @@ mod alloc;
 mod driver;
 mod http;
 mod layer;
+#[cfg(feature = "reqwest-middleware")]
+mod reqwest;
 mod schedules;

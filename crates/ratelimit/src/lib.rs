@@ -7,14 +7,18 @@ mod feedback_http;
 #[cfg(feature = "tower")]
 mod layer;
 mod limiter;
+#[cfg(feature = "reqwest-middleware")]
+mod middleware;
 mod rate;
 mod status;
 
 pub use bucket::{Acquire, Bucket, Builder, TokenBucket, DEFAULT_MAX_PAUSE};
-#[cfg(all(feature = "tower", feature = "http"))]
-pub use layer::HttpFeedback;
+#[cfg(feature = "http")]
+pub use feedback_http::HttpFeedback;
 #[cfg(feature = "tower")]
-pub use layer::{Classify, RateLimit, RateLimitLayer, ResponseFuture};
+pub use layer::{Classify, RateLimit, RateLimitError, RateLimitLayer, ResponseFuture};
 pub use limiter::{AcquireError, Admission, Feedback, Limiter, TryAcquireError};
+#[cfg(feature = "reqwest-middleware")]
+pub use middleware::RateLimitMiddleware;
 pub use rate::{Per, Rate, RateError, RateErrorKind};
 pub use status::{PauseCause, RateSource, Status};

@@ -19,13 +19,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use steadfast_atomicfs::{Disk, PersistError, PersistLayer, Persisted};
 use steadfast_backoff::{
-    Action, ErrorKind as RetryKind, HttpPolicy, Jitter, Reason, Replay, Retrier, RetryError,
-    RetryLayer, Schedule,
+    Action, DefaultErrors, ErrorKind as RetryKind, HttpPolicy, Jitter, Reason, Replay, Retrier,
+    RetryError, RetryLayer, Schedule,
 };
 use steadfast_checkpoint::{
     config_hash, CheckpointError, CheckpointLayer, Checkpointed, Config, FileStore, Opened,
 };
-use steadfast_ratelimit::{Rate, RateLimitLayer, TokenBucket};
+use steadfast_http::{Classifier, Verdict};
+use steadfast_ratelimit::{Rate, RateLimitError, RateLimitLayer, TokenBucket};
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
@@ -509,7 +510,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
         }
     };
     let api_retrier = Retrier::new(schedule.clone())
-        .policy(HttpPolicy::boxed_errors())
+        .policy(HttpPolicy::new().classify_errors(api_errors))
         .max_retry_after(options.max_retry_after)
         .on_retry(hook.clone());
     let timeout = options.timeout;
@@ -934,6 +935,24 @@ fn check_status(response: &Response<Bytes>) -> Result<(), ExportError> {
                 .map(str::to_owned)
         })
         .unwrap_or_default();
+    let verdict = verdict(response);
+    if verdict.is_throttled() {
+        let wait = verdict
+            .hint()
+            .map(|h| {
+                format!(
+                    "; Figma asks to wait {} ({})",
+                    steadfast_backoff::HumanDuration(h.delay),
+                    h.source
+                )
+            })
+            .unwrap_or_default();
+        return Err(ExportError::recoverable(format!(
+            "✗ Export failed: rate limited (HTTP {}){wait}.{}\n  {RESUME_HINT}",
+            status.as_u16(),
+            figma_limits(response)
+        )));
+    }
     Err(match status.as_u16() {
         403 => ExportError::fatal(format!(
             "✗ Export failed: Figma refused the token ({err}). Set FIGMA_TOKEN to a valid personal access token with file read access."
@@ -946,8 +965,27 @@ fn check_status(response: &Response<Bytes>) -> Result<(), ExportError> {
     })
 }
 
+/// How the API stack's errors are retried: the limiter's refusals are final
+/// (waiting longer is what it refused), the transport's by their kind.
+fn api_errors(error: &RateLimitError<BoxError>) -> Action {
+    match error {
+        RateLimitError::Service(e) => DefaultErrors::classify_dyn(&**e),
+        _ => Action::fail(Reason::Other("the rate limiter refused to wait")),
+    }
+}
+
+/// The shared verdict on a response: the same rules the retry policy and
+/// the rate limiter apply.
+fn verdict(response: &Response<Bytes>) -> Verdict {
+    Classifier::new().classify(
+        response.status(),
+        response.headers(),
+        std::time::SystemTime::now(),
+    )
+}
+
 /// A request the retry layer gave up on.
-fn api_failure(error: &RetryError<Response<Bytes>, BoxError>) -> ExportError {
+fn api_failure(error: &RetryError<Response<Bytes>, RateLimitError<BoxError>>) -> ExportError {
     let figma = match error.last() {
         Ok(response) => figma_limits(response),
         Err(_) => String::new(),
@@ -967,7 +1005,7 @@ fn api_failure(error: &RetryError<Response<Bytes>, BoxError>) -> ExportError {
             Err(e) => ExportError::fatal(format!("✗ Export failed: {e}")),
         },
         _ => match error.last() {
-            Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => ExportError::recoverable(format!(
+            Ok(response) if verdict(response).is_throttled() => ExportError::recoverable(format!(
                 "✗ Export failed: rate limited after {} retries.{figma}\n  {RESUME_HINT}",
                 error.retries()
             )),
