@@ -18,11 +18,11 @@ use tokio::time::Instant;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 
 /// Arrival time and status sent, per request, in arrival order.
-type Log = Arc<Mutex<Vec<(Instant, u16)>>>;
+pub(crate) type Log = Arc<Mutex<Vec<(Instant, u16)>>>;
 
 /// A loopback server answering the requests numbered in `throttle` (0-based
 /// arrival order) with 429 and their `Retry-After`, the rest with 200.
-async fn serve(throttle: &'static [(usize, u64)]) -> (SocketAddr, Log) {
+pub(crate) async fn serve(throttle: &'static [(usize, u64)]) -> (SocketAddr, Log) {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");

@@ -6,3 +6,5 @@ mod events;
 mod fairness;
 mod http;
 mod properties;
+#[cfg(feature = "reqwest-middleware")]
+mod reqwest;
