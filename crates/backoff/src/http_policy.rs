@@ -11,6 +11,7 @@ use steadfast_http::{Classifier, Verdict};
 use crate::error::NoRetry;
 use crate::event::RetryInfo;
 use crate::policy::{Action, Policy, Reason};
+use crate::when::{HttpOutcome, When};
 
 /// Retries what is safe to retry over HTTP, and obeys the server's hints.
 ///
@@ -109,6 +110,32 @@ impl<C> HttpPolicy<C> {
     pub fn classifier(mut self, classifier: Classifier) -> Self {
         self.classifier = classifier;
         self
+    }
+
+    /// Overrides verdicts with `adjust`, which sees each outcome's status
+    /// and headers or its error, and the verdict so far; `None` keeps the
+    /// verdict. Its argument's type is known, so no annotation is needed.
+    ///
+    /// ```
+    /// use steadfast_backoff::{Action, HttpPolicy, Reason, Retrier, Schedule};
+    /// # use std::time::Duration;
+    ///
+    /// // This API answers 409 while a resource is being created: retry it.
+    /// let policy = HttpPolicy::new().when(|outcome| {
+    ///     (outcome.status()? == 409).then(|| Action::retry(Reason::Status(409)))
+    /// });
+    /// let retrier = Retrier::new(Schedule::constant(Duration::from_secs(1))).policy(policy);
+    /// # drop(retrier);
+    /// ```
+    #[must_use]
+    pub fn when<F>(self, adjust: F) -> When<Self, F>
+    where
+        F: Fn(&HttpOutcome<'_>) -> Option<Action>,
+    {
+        When {
+            policy: self,
+            adjust,
+        }
     }
 
     /// The shared [`Verdict`] on a response, as the rate limiter sees it too.

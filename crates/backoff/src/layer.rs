@@ -251,7 +251,9 @@ pub mod future {
                     StateProj::Calling { future } => {
                         let outcome = ready!(future.poll(cx));
                         let retrier = &*this.retrier;
-                        let action = retrier.policy.classify(&outcome);
+                        let action = retrier
+                            .policy
+                            .classify_attempt(&outcome, this.attempts.retries + 1);
                         if action == Action::Done {
                             let on_done = |r: &mut S::Response, n| retrier.policy.on_done(r, n);
                             return Poll::Ready(this.attempts.finish(retrier, outcome, on_done));

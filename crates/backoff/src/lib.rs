@@ -16,6 +16,8 @@ mod reqwest;
 mod retrier;
 mod rng;
 mod schedule;
+#[cfg(feature = "http")]
+mod when;
 
 /// The parsers of `Retry-After` and rate-limit headers, from
 /// [`steadfast_http`](https://docs.rs/steadfast-http).
@@ -35,3 +37,5 @@ pub use policy::{Action, FailFast, Hint, HintSource, Policy, Reason, RetryErrors
 pub use replay::Replay;
 pub use retrier::{retry, HintMode, Retrier, DEFAULT_MAX_RETRY_AFTER};
 pub use schedule::{Backoff, Delays, Jitter, Schedule, DEFAULT_CAP, DEFAULT_MAX_RETRIES};
+#[cfg(feature = "http")]
+pub use when::{HttpOutcome, ResponseParts, When};

@@ -199,7 +199,9 @@ where
                 unreachable!("no retry starts without a request to send")
             };
             let outcome = self.attempt(this, extensions, next.clone()).await;
-            let action = retrier.policy.classify(&outcome);
+            let action = retrier
+                .policy
+                .classify_attempt(&outcome, attempts.retries + 1);
             if action == Action::Done {
                 return match attempts.finish(retrier, outcome, |r, n| retrier.policy.on_done(r, n))
                 {

@@ -108,6 +108,14 @@ pub trait Policy<Req, T, E> {
     /// The verdict on one outcome.
     fn classify(&self, outcome: &Result<T, E>) -> Action;
 
+    /// The verdict on the outcome of attempt number `attempt` (1 for the
+    /// first); what the drivers call. The default ignores the number and
+    /// asks [`classify`](Self::classify).
+    fn classify_attempt(&self, outcome: &Result<T, E>, attempt: u32) -> Action {
+        let _ = attempt;
+        self.classify(outcome)
+    }
+
     /// Whether this request may be sent more than once; asked once per
     /// request, before the first attempt. The default allows it.
     ///
@@ -164,6 +172,10 @@ where
 {
     fn classify(&self, outcome: &Result<T, E>) -> Action {
         self.0.classify(outcome)
+    }
+
+    fn classify_attempt(&self, outcome: &Result<T, E>, attempt: u32) -> Action {
+        self.0.classify_attempt(outcome, attempt)
     }
 
     fn check_request(&self, request: &Req) -> Result<(), NoRetry> {

@@ -199,7 +199,7 @@ impl<B, P> Retrier<B, P> {
         let no_retry = self.policy.check_request(&()).err();
         loop {
             let outcome = operation().await;
-            let action = self.policy.classify(&outcome);
+            let action = self.policy.classify_attempt(&outcome, attempts.retries + 1);
             if action == Action::Done {
                 let on_done = |v: &mut T, n| self.policy.on_done(v, n);
                 return attempts.finish(self, outcome, on_done);

@@ -407,3 +407,54 @@ async fn middleware_closure_policy_and_hook_see_the_outcome() {
     assert_eq!(count(&log), 2);
     assert_eq!(*statuses.lock().expect("not poisoned"), [(Some(409), 1)]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn tower_closure_override_infers_its_types() {
+    let (addr, log) = serve(|n| match n {
+        0 => now(409, &[]),
+        _ => now(200, &[]),
+    })
+    .await;
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&attempts);
+    let policy = HttpPolicy::new().when(move |outcome| {
+        seen.lock().expect("not poisoned").push(outcome.attempt());
+        (outcome.status()? == 409).then(|| Action::retry(Reason::Status(409)))
+    });
+    let service =
+        RetryLayer::new(Retrier::new(schedule(3)).policy(policy)).layer(reqwest::Client::new());
+    let response = service
+        .oneshot(get(addr))
+        .await
+        .expect("second try succeeds");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.extensions().get::<RetryInfo>().map(|i| i.retries),
+        Some(1)
+    );
+    assert_eq!(arrivals(&log), [0, 1].map(Duration::from_secs));
+    assert_eq!(*attempts.lock().expect("not poisoned"), [1, 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tower_closure_sees_errors_and_can_stop_them() {
+    let policy = HttpPolicy::new().when(|outcome| {
+        let error = outcome.error()?;
+        // Refuse to retry connection failures to this (closed) port.
+        error
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_connect)
+            .then(|| Action::fail(Reason::Connection))
+    });
+    let service =
+        RetryLayer::new(Retrier::new(schedule(3)).policy(policy)).layer(reqwest::Client::new());
+    // Port 9 (discard) on loopback: nothing listens, the connect is refused.
+    let request = reqwest::Client::new()
+        .get("http://127.0.0.1:9/")
+        .build()
+        .expect("request");
+    let error = service.oneshot(request).await.expect_err("refused");
+    assert_eq!(error.kind(), ErrorKind::Fatal);
+    assert_eq!(error.reason(), Reason::Connection);
+    assert_eq!(error.retries(), 0);
+}

@@ -99,7 +99,7 @@ pub fn reference(headers: &HeaderMap, now: SystemTime) -> SystemTime {
 
 /// The first valid hint that says when to come back: the millisecond
 /// headers, then `Retry-After`. `reference` is the response's time (see
-/// [`reference`]).
+/// [`reference()`]).
 pub fn retry_hint(headers: &HeaderMap, reference: SystemTime) -> Option<Hint> {
     for (name, source) in MILLIS {
         if let Some(hint) = header(headers, name, source, millis) {
