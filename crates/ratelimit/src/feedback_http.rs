@@ -67,8 +67,8 @@ impl Feedback {
 /// (`http::Response`, and `reqwest::Response` with the `reqwest` feature)
 /// with [`Feedback::from_verdict`].
 ///
-/// Its clock (default [`SystemTime::now`]) is read only for responses that
-/// carry a date-valued hint but no `Date` header.
+/// Its clock (default [`SystemTime::now`]) is what HTTP-dates and Unix
+/// times in responses without a `Date` header are measured against.
 #[derive(Clone, Copy, Debug)]
 pub struct HttpFeedback {
     classifier: Classifier,
