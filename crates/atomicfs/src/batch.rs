@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Op};
 use crate::file::{
-    parent, settle, step, AtomicFile, Backup, Durability, Existing, Faults, Options,
+    parent, settle, sync_dir_step, AtomicFile, Backup, Durability, Existing, Faults, Options,
 };
-use crate::platform;
 
 /// Stages many files, possibly in several directories, and commits them
 /// with one directory flush per directory instead of one per file.
@@ -191,7 +190,7 @@ impl Batch {
             let outcomes: Vec<(PathBuf, Option<io::Error>)> = dirs
                 .into_iter()
                 .map(|dir| {
-                    let outcome = step(&faults, Op::SyncDir, dir, || platform::sync_dir(dir));
+                    let outcome = sync_dir_step(&faults, dir);
                     (dir.to_path_buf(), outcome.err())
                 })
                 .collect();
@@ -205,7 +204,7 @@ impl Batch {
                     None => Ok(()),
                     Some(e) => Err(Error::io(Op::SyncDir, dir, copy(e))),
                 };
-                match settle(&target, backup, synced) {
+                match settle(&target, backup, synced, &faults) {
                     Ok(()) => committed.push(target),
                     Err(error) => failed.push((target, error)),
                 }

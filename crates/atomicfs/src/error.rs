@@ -14,7 +14,7 @@ pub enum Op {
     Create,
     /// Writing the temp file.
     Write,
-    /// Flushing the temp file to the device (`fdatasync`).
+    /// Flushing the temp file to the device (`fsync`).
     Sync,
     /// Giving the temp file its final permissions.
     SetPermissions,
@@ -26,6 +26,8 @@ pub enum Op {
     Remove,
     /// Listing a directory for orphaned temp files.
     ReadDir,
+    /// Putting the old file back after a failed directory flush.
+    Restore,
 }
 
 impl fmt::Display for Op {
@@ -40,6 +42,7 @@ impl fmt::Display for Op {
             Self::SyncDir => "flush directory",
             Self::Remove => "remove",
             Self::ReadDir => "list directory",
+            Self::Restore => "restore the old file at",
         })
     }
 }
@@ -72,9 +75,11 @@ pub enum ErrorKind {
 pub struct Error {
     op: Op,
     path: PathBuf,
+    target: Option<PathBuf>,
     kind: ErrorKind,
     space: Option<(u64, u64)>,
     in_place: bool,
+    kept: Option<PathBuf>,
     source: Option<io::Error>,
 }
 
@@ -95,9 +100,11 @@ impl Error {
         Self {
             op,
             path: path.into(),
+            target: None,
             kind,
             space: None,
             in_place: false,
+            kept: None,
             source: Some(source),
         }
     }
@@ -112,15 +119,26 @@ impl Error {
         Self {
             op,
             path: path.into(),
+            target: None,
             kind: ErrorKind::InsufficientSpace,
             space: Some((needed, available)),
             in_place: false,
+            kept: None,
             source: None,
         }
     }
 
     pub(crate) fn with_space(mut self, needed: u64, available: u64) -> Self {
         self.space = Some((needed, available));
+        self
+    }
+
+    /// Names the file the write was for, when the step worked on another
+    /// path (the temp file, the directory).
+    pub(crate) fn for_target(mut self, target: &Path) -> Self {
+        if self.path != target {
+            self.target = Some(target.to_path_buf());
+        }
         self
     }
 
@@ -131,12 +149,31 @@ impl Error {
         self
     }
 
+    /// Marks where the old bytes were kept when they could not be put back.
+    pub(crate) fn kept_at(mut self, path: PathBuf) -> Self {
+        self.kept = Some(path);
+        self
+    }
+
     /// Whether the new bytes ended up at the target despite the error.
-    /// Only a failed directory flush whose rename could not be undone
-    /// (hard links unsupported) does that; every other error leaves the
-    /// target exactly as it was.
+    /// Only a failed directory flush whose rename could not be undone does
+    /// that (hard links unsupported, or the roll-back itself failed); every
+    /// other error leaves the target exactly as it was.
     pub fn is_in_place(&self) -> bool {
         self.in_place
+    }
+
+    /// Where the target's old bytes are, when the new bytes are in place
+    /// and the old ones could not be put back: they are never deleted, and
+    /// this is the only copy. Move it back by hand if you want them.
+    pub fn kept_old_file(&self) -> Option<&Path> {
+        self.kept.as_deref()
+    }
+
+    /// The file the write was for, when [`path`](Self::path) is another
+    /// (the temp file, the directory).
+    pub fn target(&self) -> Option<&Path> {
+        self.target.as_deref()
     }
 
     /// What kind of failure this is.
@@ -170,41 +207,55 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = self.path.display();
+        // What: the step and the file it was for; via which path; why.
+        let what = match &self.target {
+            Some(target) => format!(
+                "{} {} (at {})",
+                self.op,
+                target.display(),
+                self.path.display()
+            ),
+            None => format!("{} {}", self.op, self.path.display()),
+        };
+        let cause = match &self.source {
+            Some(e) => format!(": {e}"),
+            None => String::new(),
+        };
         match (self.kind, self.space) {
             (ErrorKind::InsufficientSpace, Some((needed, available))) => write!(
                 f,
-                "not enough space to {} {path}: {} needed, {} available; free some space or write elsewhere",
-                self.op,
+                "not enough space to {what}: {} needed, {} available; free some space or write elsewhere",
                 Bytes(needed),
                 Bytes(available)
             ),
             (ErrorKind::InsufficientSpace, None) => write!(
                 f,
-                "not enough space to {} {path}; free some space or write elsewhere",
-                self.op
+                "not enough space to {what}{cause}; free some space or write elsewhere"
             ),
-            (ErrorKind::SyncFailed, _) if self.in_place => write!(
-                f,
-                "could not {} {path}; the new file is in place but may not survive a power cut (check the device)",
-                self.op
-            ),
+            (ErrorKind::SyncFailed, _) if self.in_place => {
+                write!(f, "could not {what}{cause}; the new file is in place but may not survive a power cut")?;
+                if let Some(kept) = &self.kept {
+                    write!(
+                        f,
+                        ", and the old file could not be put back: it is kept at {}",
+                        kept.display()
+                    )?;
+                }
+                f.write_str(" (check the device)")
+            }
             (ErrorKind::SyncFailed, _) => write!(
                 f,
-                "could not {} {path}; the data may not be on disk, so the write was abandoned (check the device)",
-                self.op
+                "could not {what}{cause}; the data may not be on disk, so the write was abandoned (check the device)"
             ),
             (ErrorKind::PermissionDenied, _) => write!(
                 f,
-                "could not {} {path}: permission denied; check the directory's permissions",
-                self.op
+                "could not {what}{cause}; check the directory's permissions"
             ),
             (ErrorKind::NotFound, _) => write!(
                 f,
-                "could not {} {path}: no such file or directory; create the directory first",
-                self.op
+                "could not {what}{cause}; create the directory first"
             ),
-            _ => write!(f, "could not {} {path}", self.op),
+            _ => write!(f, "could not {what}{cause}"),
         }
     }
 }
@@ -276,7 +327,7 @@ mod tests {
         assert!(e.is_recoverable());
         assert_eq!(
             e.to_string(),
-            "not enough space to write /out/a.png; free some space or write elsewhere"
+            "not enough space to write /out/a.png: No space left on device (os error 28); free some space or write elsewhere"
         );
         let e = Error::insufficient_space(Op::CheckSpace, "/out/a.png", 3 << 30, 1536);
         assert_eq!(
@@ -291,5 +342,27 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::SyncFailed);
         assert!(!e.is_recoverable());
         assert!(e.to_string().contains("abandoned"), "{e}");
+    }
+
+    #[test]
+    fn display_names_the_target_the_step_and_the_cause() {
+        let e = Error::io(
+            Op::Sync,
+            "/out/.a.png.sfatomic-1-00.tmp",
+            io::Error::from_raw_os_error(5),
+        )
+        .for_target(Path::new("/out/a.png"));
+        assert_eq!(
+            e.to_string(),
+            "could not flush to disk /out/a.png (at /out/.a.png.sfatomic-1-00.tmp): Input/output error (os error 5); the data may not be on disk, so the write was abandoned (check the device)"
+        );
+        assert_eq!(e.target(), Some(Path::new("/out/a.png")));
+        let e = Error::io(Op::Create, "/nope/a.png", io::ErrorKind::NotFound.into())
+            .for_target(Path::new("/nope/a.png"));
+        assert_eq!(e.target(), None, "the same path is not named twice");
+        assert_eq!(
+            e.to_string(),
+            "could not create temp file /nope/a.png: entity not found; create the directory first"
+        );
     }
 }

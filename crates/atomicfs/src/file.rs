@@ -14,20 +14,50 @@ use crate::temp;
 
 /// How hard [`AtomicFile::commit`] works to make the new bytes survive a
 /// crash or a power cut.
+///
+/// Every level is atomic: a reader (or a process that crashes and looks
+/// again) sees the old file or the new one, never a mix. They differ in
+/// what a *power cut* or kernel crash can undo:
+///
+/// | level | flushes | after a power cut |
+/// |---|---|---|
+/// | `None` | nothing | the old file, or the new one, or (on some file systems) a new file that is empty |
+/// | `File` | the temp file, data and metadata (`fsync`), before the rename | the old file or the complete new one with its final mode; the rename may be lost |
+/// | `Full` | that, then the directory after the rename | once `commit` returns: the complete new file |
+///
+/// On Windows the directory cannot be flushed and the rename is
+/// `MoveFileExW(MOVEFILE_REPLACE_EXISTING)` without write-through: writes
+/// are atomic, and the file's bytes are flushed, but whether the rename
+/// survives a power cut rests on NTFS's journal; `Full` is `File` there.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Durability {
-    /// No flush. Readers see either the old or the new file, never a torn
-    /// one, but after a power cut the new file may be empty or missing.
+    /// No flush.
     None,
-    /// Flush the file's data before the rename (`fdatasync`): after a power
-    /// cut the target holds the old or the new bytes, but the rename itself
-    /// may be lost.
+    /// Flush the temp file (data and metadata, so its final mode too)
+    /// before the rename.
     File,
-    /// Also flush the directory after the rename: once `commit` returns,
-    /// the new bytes survive a power cut. The default.
+    /// Also flush the directory after the rename. The default.
     #[default]
     Full,
+}
+
+/// How the temp file is flushed before the rename.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flush {
+    None,
+    /// `fsync`: data and metadata. The final mode is set just before with
+    /// `fchmod`, a metadata change that `fdatasync` would not flush.
+    All,
+}
+
+impl Durability {
+    pub(crate) fn flush(self) -> Flush {
+        match self {
+            Self::None => Flush::None,
+            Self::File | Self::Full => Flush::All,
+        }
+    }
 }
 
 /// Settings of an atomic write.
@@ -183,8 +213,8 @@ impl AtomicFile {
         let dir = parent(&target);
         if let Some(size) = options.expected_size {
             let needed = size.saturating_add(options.space_margin);
-            let available =
-                platform::available_space(dir).map_err(|e| Error::io(Op::CheckSpace, dir, e))?;
+            let available = platform::available_space(dir)
+                .map_err(|e| Error::io(Op::CheckSpace, dir, e).for_target(&target))?;
             if available < needed {
                 return Err(Error::insufficient_space(
                     Op::CheckSpace,
@@ -195,7 +225,7 @@ impl AtomicFile {
             }
         }
         let name = target.file_name().unwrap_or(OsStr::new("file"));
-        let (file, temp) = create_temp(dir, name, &faults)?;
+        let (file, temp) = create_temp(dir, name, &faults).map_err(|e| e.for_target(&target))?;
         Ok(Self {
             file: Some(file),
             temp,
@@ -234,7 +264,7 @@ impl AtomicFile {
     /// old file or the new one, never a mix.
     ///
     /// Steps, by [`Durability`]: give the temp file its final mode, flush it
-    /// (`File`, `Full`), rename it over the target, flush the directory
+    /// with `fsync` (`File`, `Full`), rename it over the target, flush the directory
     /// (`Full`). A symlink at the target is replaced by the new file, not
     /// followed.
     ///
@@ -258,14 +288,18 @@ impl AtomicFile {
             let backup = self.install(existing)?;
             if self.options.durability == Durability::Full {
                 let dir = parent(&self.target);
-                let synced = step(&self.faults, Op::SyncDir, dir, || platform::sync_dir(dir))
-                    .map_err(|e| Error::io(Op::SyncDir, dir, e));
-                settle(&self.target, backup, synced)?;
+                let synced = sync_dir_step(&self.faults, dir)
+                    .map_err(|e| Error::io(Op::SyncDir, dir, e).for_target(&self.target));
+                settle(&self.target, backup, synced, &self.faults)?;
             }
             Ok(())
         });
-        if result.is_err() {
-            let _ = fs::remove_file(&self.temp);
+        if let Err(error) = &result {
+            // After a failed roll-back the temp name may hold the only copy
+            // of the old bytes: never delete that.
+            if error.kept_old_file() != Some(self.temp.as_path()) {
+                let _ = fs::remove_file(&self.temp);
+            }
         }
         result
     }
@@ -277,9 +311,9 @@ impl AtomicFile {
         let temp = &self.temp;
         let existing = fs::symlink_metadata(&self.target).ok();
         platform::set_final_mode(file, existing.as_ref(), self.options.mode)
-            .map_err(|e| Error::io(Op::SetPermissions, temp, e))?;
-        if self.options.durability != Durability::None {
-            step(&self.faults, Op::Sync, temp, || file.sync_data())
+            .map_err(|e| Error::io(Op::SetPermissions, temp, e).for_target(&self.target))?;
+        if self.options.durability.flush() == Flush::All {
+            step(&self.faults, Op::Sync, temp, || file.sync_all())
                 .map_err(|e| self.space_aware(Error::io(Op::Sync, temp, e)))?;
         }
         Ok(match existing {
@@ -332,6 +366,7 @@ impl AtomicFile {
 
     /// Adds the sizes to an out-of-space error.
     fn space_aware(&self, error: Error) -> Error {
+        let error = error.for_target(&self.target);
         if error.kind() != crate::ErrorKind::InsufficientSpace {
             return error;
         }
@@ -348,7 +383,8 @@ impl AtomicFile {
     /// orphan for [`cleanup_orphans`](crate::cleanup_orphans)).
     pub fn discard(mut self) -> Result<(), Error> {
         drop(self.file.take());
-        fs::remove_file(&self.temp).map_err(|e| Error::io(Op::Remove, &self.temp, e))
+        fs::remove_file(&self.temp)
+            .map_err(|e| Error::io(Op::Remove, &self.temp, e).for_target(&self.target))
     }
 
     /// Writes all of `bytes`, mapping a failure to an [`Error`] that names
@@ -531,12 +567,16 @@ impl Backup {
 
 /// After the directory flush: drop the backup on success; on failure put
 /// the old file back (or remove the new one) so the target keeps exactly
-/// its old state.
+/// its old state. When putting back fails too, the error says the new
+/// bytes are in place and where the old ones are kept; they are never
+/// deleted.
 pub(crate) fn settle(
     target: &Path,
     backup: Backup,
     synced: Result<(), Error>,
+    faults: &Option<Faults>,
 ) -> Result<(), Error> {
+    let restore = |what: &dyn Fn() -> io::Result<()>| step(faults, Op::Restore, target, what);
     match (synced, backup) {
         (Ok(()), Backup::Linked(backup) | Backup::Swapped(backup)) => {
             if let Err(error) = fs::remove_file(&backup) {
@@ -547,22 +587,97 @@ pub(crate) fn settle(
         (Ok(()), _) => Ok(()),
         (Err(error), Backup::Swapped(backup)) => {
             // Swap back: the old file returns, the new one goes back to
-            // the temp name, which the caller removes.
-            if matches!(platform::exchange(&backup, target), Ok(true)) {
+            // the temp name, which the caller removes. Else move the old
+            // file back over the new one.
+            let swapped = restore(&|| match platform::exchange(&backup, target) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(io::ErrorKind::Unsupported.into()),
+                Err(e) => Err(e),
+            });
+            if swapped.is_ok() {
+                // The new bytes are back at the temp name: drop them.
                 let _ = fs::remove_file(&backup);
-            } else {
-                let _ = platform::rename_replace(&backup, target);
+                return Err(error);
             }
-            Err(error)
+            match restore(&|| platform::rename_replace(&backup, target)) {
+                Ok(()) => Err(error),
+                Err(e) => Err(lost_rollback(error, target, backup, &e)),
+            }
         }
         (Err(error), Backup::Linked(backup)) => {
-            let _ = platform::rename_replace(&backup, target);
-            Err(error)
+            match restore(&|| platform::rename_replace(&backup, target)) {
+                Ok(()) => Err(error),
+                Err(e) => Err(lost_rollback(error, target, backup, &e)),
+            }
         }
-        (Err(error), Backup::Absent) => {
-            let _ = fs::remove_file(target);
-            Err(error)
-        }
+        (Err(error), Backup::Absent) => match restore(&|| fs::remove_file(target)) {
+            Ok(()) => Err(error),
+            Err(e) => {
+                tracing::warn!(target: "steadfast_atomicfs", path = %target.display(), error = %e, "could not remove the new file after a failed directory flush");
+                Err(error.renamed())
+            }
+        },
         (Err(error), Backup::Unknown) => Err(error.renamed()),
+    }
+}
+
+/// The error for a roll-back that failed: the new bytes are at `target`,
+/// the old ones at `kept`.
+fn lost_rollback(error: Error, target: &Path, kept: PathBuf, cause: &io::Error) -> Error {
+    tracing::warn!(target: "steadfast_atomicfs", path = %target.display(), kept = %kept.display(), error = %cause, "could not put the old file back after a failed directory flush");
+    error.renamed().kept_at(kept)
+}
+
+/// The directory flush of a commit, through the fault hook. `EINVAL`,
+/// `EBADF` and `EISDIR` mean the file system cannot flush directories (FUSE,
+/// vboxsf, some network file systems): that is "not supported here", as
+/// coreutils and PostgreSQL treat it, not a failure; a `debug` event says so
+/// once per process.
+pub(crate) fn sync_dir_step(faults: &Option<Faults>, dir: &Path) -> io::Result<()> {
+    match step(faults, Op::SyncDir, dir, || platform::sync_dir(dir)) {
+        Err(e) if platform::dir_sync_unsupported(&e) => {
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::debug!(target: "steadfast_atomicfs", dir = %dir.display(), error = %e, "this file system cannot flush directories; renames are atomic but their durability rests on it");
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Flushes a directory, so that entries created or renamed in it survive a
+/// crash: `fsync` on the directory. A file system that cannot flush
+/// directories (`EINVAL`, `EBADF`, `EISDIR`: FUSE, vboxsf, some network file
+/// systems) is not an error. A no-op on Windows, which cannot flush a
+/// directory.
+///
+/// # Errors
+///
+/// The I/O error of opening or flushing the directory.
+pub fn sync_dir(dir: impl AsRef<Path>) -> io::Result<()> {
+    sync_dir_step(&None, dir.as_ref())
+}
+
+/// Options for a new owner-only file (mode `0o600` on Unix) that is never
+/// opened through a symlink: what this crate creates its temp files with.
+/// Add `.write(true).create_new(true)` or whatever the file needs.
+pub fn private_file_options() -> fs::OpenOptions {
+    let mut options = fs::OpenOptions::new();
+    platform::private_no_follow(&mut options);
+    options
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_mode_is_flushed_with_the_data() {
+        // Before, `File` and `Full` used `fdatasync` right after the
+        // `fchmod` of the final mode, which may leave the mode unflushed.
+        assert_eq!(Durability::None.flush(), Flush::None);
+        assert_eq!(Durability::File.flush(), Flush::All);
+        assert_eq!(Durability::Full.flush(), Flush::All);
     }
 }

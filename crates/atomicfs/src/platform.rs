@@ -84,6 +84,16 @@ mod unix {
         File::open(dir)?.sync_all()
     }
 
+    /// Whether a directory flush failed only because the file system
+    /// cannot flush directories.
+    pub(crate) fn dir_sync_unsupported(e: &io::Error) -> bool {
+        use rustix::io::Errno;
+        e.raw_os_error().is_some_and(|code| {
+            let errno = Errno::from_raw_os_error(code);
+            errno == Errno::INVAL || errno == Errno::BADF || errno == Errno::ISDIR
+        })
+    }
+
     /// Bytes available to this (unprivileged) user: `f_bavail × f_frsize`.
     pub(crate) fn available_space(dir: &Path) -> io::Result<u64> {
         let st = rustix::fs::statvfs(dir)?;
@@ -131,7 +141,9 @@ mod windows {
     }
 
     /// `MoveFileExW(MOVEFILE_REPLACE_EXISTING)` through std, with POSIX
-    /// semantics where the system supports them.
+    /// semantics where the system supports them. Atomic, but without
+    /// `MOVEFILE_WRITE_THROUGH`: the rename's durability is not promised
+    /// on Windows (see `Durability`).
     pub(crate) fn rename_replace(from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
     }
@@ -140,6 +152,11 @@ mod windows {
     /// NTFS's journal.
     pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
         Ok(())
+    }
+
+    /// Windows reports no such case (it never flushes a directory).
+    pub(crate) fn dir_sync_unsupported(_e: &io::Error) -> bool {
+        false
     }
 
     /// Not checked on Windows.

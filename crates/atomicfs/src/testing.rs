@@ -78,9 +78,11 @@ struct Plan {
     injected: AtomicU64,
 }
 
-/// The real file system, except that one chosen step fails with a chosen
-/// error: [`Op::Create`], [`Op::Write`], [`Op::Sync`], [`Op::Rename`] or
-/// [`Op::SyncDir`] (other ops are never failed). The step fails instead of
+/// The real file system, except that chosen steps fail with chosen errors:
+/// [`Op::Create`], [`Op::Write`], [`Op::Sync`], [`Op::Rename`],
+/// [`Op::SyncDir`] or [`Op::Restore`] (other ops are never failed); a second
+/// fault ([`also`](Self::also)) makes double faults, e.g. a failed
+/// directory flush whose roll-back fails too. The step fails instead of
 /// running, exactly where the real one would, so everything after it (the
 /// clean-up, the roll-back, the error) is the crate's real code path.
 ///
@@ -89,6 +91,7 @@ struct Plan {
 pub struct FaultySink {
     options: Options,
     plan: Arc<Plan>,
+    more: Vec<Arc<Plan>>,
 }
 
 impl FaultySink {
@@ -104,7 +107,21 @@ impl FaultySink {
                 runs: AtomicU64::new(0),
                 injected: AtomicU64::new(0),
             }),
+            more: Vec::new(),
         }
+    }
+
+    /// Also fails every run of `op` with `fault`.
+    #[must_use]
+    pub fn also(mut self, op: Op, fault: Fault) -> Self {
+        self.more.push(Arc::new(Plan {
+            op,
+            fault,
+            nth: 0,
+            runs: AtomicU64::new(0),
+            injected: AtomicU64::new(0),
+        }));
+        self
     }
 
     /// Fails only the `n`-th run of the step (1-based, counted across
@@ -120,6 +137,7 @@ impl FaultySink {
                 runs: AtomicU64::new(0),
                 injected: AtomicU64::new(0),
             }),
+            more: self.more,
         }
     }
 
@@ -130,29 +148,32 @@ impl FaultySink {
         self
     }
 
-    /// How many times the fault fired.
+    /// How many times the faults fired (all of them).
     pub fn injected(&self) -> u64 {
-        self.plan.injected.load(Ordering::Relaxed)
+        std::iter::once(&self.plan)
+            .chain(&self.more)
+            .map(|p| p.injected.load(Ordering::Relaxed))
+            .sum()
     }
 
-    /// How many times the chosen step ran (or was failed).
+    /// How many times the first chosen step ran (or was failed).
     pub fn runs(&self) -> u64 {
         self.plan.runs.load(Ordering::Relaxed)
     }
 
     fn faults(&self) -> Faults {
-        let plan = Arc::clone(&self.plan);
+        let plans: Vec<Arc<Plan>> = std::iter::once(&self.plan)
+            .chain(&self.more)
+            .cloned()
+            .collect();
         Arc::new(move |op: Op, _path: &Path| {
-            if op != plan.op {
-                return None;
-            }
-            let run = plan.runs.fetch_add(1, Ordering::Relaxed) + 1;
-            if plan.nth == 0 || plan.nth == run {
-                plan.injected.fetch_add(1, Ordering::Relaxed);
-                Some(plan.fault.to_io_error())
-            } else {
-                None
-            }
+            plans.iter().filter(|plan| plan.op == op).find_map(|plan| {
+                let run = plan.runs.fetch_add(1, Ordering::Relaxed) + 1;
+                (plan.nth == 0 || plan.nth == run).then(|| {
+                    plan.injected.fetch_add(1, Ordering::Relaxed);
+                    plan.fault.to_io_error()
+                })
+            })
         })
     }
 

@@ -261,3 +261,118 @@ fn inner_ok(
 ) -> impl tower::Service<u32, Response = Vec<u8>, Error = &'static str, Future: Send> + Clone {
     service_fn(|_id: u32| async { Ok::<_, &'static str>(b"new".to_vec()) })
 }
+
+/// Leftover temp names in `dir` (this crate's marker).
+fn temp_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .expect("list")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().contains(".sfatomic-"))
+        .collect()
+}
+
+#[test]
+fn a_file_system_that_cannot_flush_directories_is_not_an_error() {
+    // FUSE, vboxsf and some network file systems answer a directory fsync
+    // with EINVAL (or EBADF, EISDIR); before, every Full write failed there.
+    let dir = Scratch::new("dirsync-unsupported");
+    for errno in [
+        rustix::io::Errno::INVAL,
+        rustix::io::Errno::BADF,
+        rustix::io::Errno::ISDIR,
+    ] {
+        let target = dir.path("colors.json");
+        fs::write(&target, b"old").expect("seed");
+        let sink = FaultySink::new(Op::SyncDir, Fault::Os(errno.raw_os_error()));
+        sink.write(&target, b"new")
+            .expect("not supported is not a failure");
+        assert_eq!(sink.injected(), 1, "{errno:?}: the flush was tried");
+        assert_eq!(fs::read(&target).expect("read"), b"new", "{errno:?}");
+        assert!(temp_files(&dir.0).is_empty(), "{errno:?}: no backup left");
+    }
+    // A batch too.
+    let sink = FaultySink::new(
+        Op::SyncDir,
+        Fault::Os(rustix::io::Errno::INVAL.raw_os_error()),
+    );
+    let (a, b) = (dir.path("a"), dir.path("b"));
+    sink.write_batch(&[(&a, b"1"), (&b, b"2")])
+        .expect("batch commits");
+    assert_eq!(fs::read(&b).expect("read"), b"2");
+    // A real failure (EIO) still rolls back.
+    let target = dir.path("colors.json");
+    let error = FaultySink::new(Op::SyncDir, Fault::Io)
+        .write(&target, b"newer")
+        .expect_err("EIO is a failure");
+    assert_eq!(error.kind(), ErrorKind::SyncFailed);
+    assert_eq!(fs::read(&target).expect("read"), b"new");
+}
+
+#[test]
+fn a_failed_rollback_never_deletes_the_old_bytes_and_says_where_they_are() {
+    let dir = Scratch::new("double-fault");
+    for fault in FAULTS {
+        // The target existed: its old bytes must survive somewhere, and the
+        // error must say the new ones are in place.
+        let target = dir.path("icon.svg");
+        for leftover in temp_files(&dir.0) {
+            fs::remove_file(leftover).expect("clean");
+        }
+        fs::write(&target, b"old bytes").expect("seed");
+        let sink = FaultySink::new(Op::SyncDir, Fault::Io).also(Op::Restore, fault);
+        let error = sink.write(&target, b"new bytes").expect_err("flush fails");
+        let case = format!("{fault:?}");
+        assert_eq!(error.op(), Op::SyncDir, "{case}");
+        assert!(
+            error.is_in_place(),
+            "{case}: the new bytes are at the target"
+        );
+        assert_eq!(fs::read(&target).expect("read"), b"new bytes", "{case}");
+        let kept = error
+            .kept_old_file()
+            .expect("the old bytes' place is named");
+        assert_eq!(fs::read(kept).expect("kept"), b"old bytes", "{case}");
+        assert!(
+            error
+                .to_string()
+                .contains("could not be put back: it is kept at"),
+            "{case}: {error}"
+        );
+        fs::remove_file(kept).expect("clean");
+
+        // The target did not exist: removing the new file fails, so the
+        // error must not claim the target is untouched.
+        let fresh = dir.path("fresh.svg");
+        let _ = fs::remove_file(&fresh);
+        let error = FaultySink::new(Op::SyncDir, Fault::Io)
+            .also(Op::Restore, fault)
+            .write(&fresh, b"new")
+            .expect_err("flush fails");
+        assert!(error.is_in_place(), "{case}: fresh target");
+        assert_eq!(error.kept_old_file(), None);
+        assert_eq!(fs::read(&fresh).expect("read"), b"new");
+        assert!(temp_files(&dir.0).is_empty(), "{case}: nothing else left");
+    }
+}
+
+#[test]
+fn a_rollback_that_works_on_the_second_way_keeps_the_target_untouched() {
+    // The swap back fails, moving the old file back works (or, where there
+    // is no swap, the first restore is the move back and the error says
+    // the new bytes are in place).
+    let dir = Scratch::new("half-fault");
+    let target = dir.path("icon.svg");
+    fs::write(&target, b"old bytes").expect("seed");
+    let sink = FaultySink::new(Op::Restore, Fault::Io)
+        .on_run(1)
+        .also(Op::SyncDir, Fault::Io);
+    let error = sink.write(&target, b"new bytes").expect_err("flush fails");
+    if error.is_in_place() {
+        // No RENAME_EXCHANGE here: the one way back failed.
+        let kept = error.kept_old_file().expect("named");
+        assert_eq!(fs::read(kept).expect("kept"), b"old bytes");
+    } else {
+        assert_eq!(fs::read(&target).expect("read"), b"old bytes");
+        assert!(temp_files(&dir.0).is_empty());
+    }
+}

@@ -35,9 +35,9 @@ use crate::error::Error;
 ///
 /// [`Error`] if `config` cannot be serialized (a map with non-string keys).
 pub fn config_hash<T: Serialize + ?Sized>(config: &T) -> Result<String, Error> {
-    // `serde_json::Value` keeps objects in a `BTreeMap`: sorted keys.
     let value = serde_json::to_value(config).map_err(Error::config)?;
-    let canonical = serde_json::to_vec(&value).map_err(Error::config)?;
+    let mut canonical = Vec::new();
+    write_canonical(&value, &mut canonical).map_err(Error::config)?;
     Ok(format!("sha256:{}", hex(&Sha256::digest(&canonical))))
 }
 
@@ -50,33 +50,47 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// Writes `value` as JSON with every object's keys sorted by their UTF-8
+/// bytes, at every depth, and no whitespace. Sorted here, not by relying on
+/// `serde_json::Map` being a `BTreeMap`: any crate in the dependency graph
+/// can turn on serde_json's `preserve_order`, which makes it an insertion-
+/// ordered map.
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    use serde_json::Value;
+    match value {
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, key)?;
+                out.push(b':');
+                write_canonical(item, out)?;
+            }
+            out.push(b'}');
+        }
+        scalar => serde_json::to_writer(&mut *out, scalar)?,
+    }
+    Ok(())
+}
+
 /// CRC-32 (IEEE 802.3, reflected, as zlib computes it), the checksum of
 /// each journal record.
 pub(crate) fn crc32(bytes: &[u8]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            table[i] = c;
-            i += 1;
-        }
-        table
-    };
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc = TABLE[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    !crc
+    crc32fast::hash(bytes)
 }
 
 #[cfg(test)]
@@ -108,5 +122,34 @@ mod tests {
             config_hash(&serde_json::json!({"x": [2, 1]})).expect("b"),
             "order inside arrays matters"
         );
+    }
+
+    /// The tests build serde_json with `preserve_order` on (a dev
+    /// dependency turns it on), as any crate in a user's graph may: before,
+    /// the hash then depended on the order fields were declared in.
+    #[test]
+    fn canonical_with_preserve_order_on() {
+        #[derive(serde::Serialize)]
+        struct Declared {
+            zebra: u8,
+            apple: u8,
+        }
+        let mut map = serde_json::Map::new();
+        map.insert("zebra".into(), 1.into());
+        map.insert("apple".into(), 2.into());
+        let keys: Vec<&String> = map.keys().collect();
+        assert_eq!(
+            keys,
+            ["zebra", "apple"],
+            "preserve_order is on in this build"
+        );
+        let from_struct = config_hash(&Declared { zebra: 1, apple: 2 }).expect("hash");
+        let sorted: serde_json::Value =
+            serde_json::from_str(r#"{"apple":2,"zebra":1}"#).expect("json");
+        assert_eq!(from_struct, config_hash(&sorted).expect("hash"));
+        // The canonical bytes themselves: sha256 of {"apple":2,"zebra":1}.
+        let mut out = Vec::new();
+        write_canonical(&serde_json::Value::Object(map), &mut out).expect("write");
+        assert_eq!(out, br#"{"apple":2,"zebra":1}"#);
     }
 }

@@ -309,16 +309,6 @@ fn host_name() -> String {
     }
 }
 
-/// Owner-only files and directory.
-fn private(options: &mut OpenOptions) -> &mut OpenOptions {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options
-}
-
 fn create_private_dir(dir: &Path) -> Result<(), Error> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -332,24 +322,22 @@ fn create_private_dir(dir: &Path) -> Result<(), Error> {
         .map_err(|e| Error::io("create the checkpoint directory", dir, e))
 }
 
+/// The directory flush atomicfs uses (a file system that cannot flush
+/// directories is no error there either).
 fn sync_dir(dir: &Path) -> Result<(), Error> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("flush the directory", dir, e))
+    steadfast_atomicfs::sync_dir(dir).map_err(|e| Error::io("flush the directory", dir, e))
 }
 
 /// Takes the lock, or says who holds it.
 fn take_lock(dir: &Path, now: SystemTime) -> Result<File, Error> {
     let path = dir.join(LOCK);
-    let mut file = private(
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false),
-    )
-    .open(&path)
-    .map_err(|e| Error::io("open the lock file", &path, e))?;
+    let mut file = steadfast_atomicfs::private_file_options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("open the lock file", &path, e))?;
     // A lock that names this very process may be held only by a copy of
     // its descriptor in a child being forked (the copy lives until the
     // child's exec closes it): give that a moment before saying Locked.
@@ -769,7 +757,9 @@ impl<S: Serialize + DeserializeOwned + Default> FileStore<S> {
             Some(file) => file,
             None => {
                 let created = !path.exists();
-                let file = private(OpenOptions::new().append(true).create(true))
+                let file = steadfast_atomicfs::private_file_options()
+                    .append(true)
+                    .create(true)
                     .open(&path)
                     .map_err(|e| Error::io("open", &path, e))?;
                 if created {
