@@ -94,6 +94,31 @@ pub fn cleanup_orphans_older_than(
     Ok(report)
 }
 
+/// When a temp name last changed: the later of the file's mtime and, on
+/// Unix, its ctime. A commit's backup (the old file, swapped to a temp name
+/// or hard-linked under one) keeps the *old file's* mtime, days old maybe,
+/// but linking or renaming it sets its ctime: by the mtime alone another
+/// process's clean-up would delete a live backup in the middle of a commit.
+fn last_change(meta: &fs::Metadata) -> SystemTime {
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let changed = u64::try_from(meta.ctime())
+            .ok()
+            .map(|secs| {
+                SystemTime::UNIX_EPOCH
+                    + Duration::new(secs, u32::try_from(meta.ctime_nsec()).unwrap_or(0))
+            })
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        modified.max(changed)
+    }
+    #[cfg(not(unix))]
+    {
+        modified
+    }
+}
+
 fn is_orphan(path: &Path, pid: u32, max_age: Duration) -> io::Result<bool> {
     let mut options = OpenOptions::new();
     options.read(true);
@@ -103,11 +128,8 @@ fn is_orphan(path: &Path, pid: u32, max_age: Duration) -> io::Result<bool> {
         options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
     }
     let file = options.open(path)?;
-    let age = file
-        .metadata()?
-        .modified()
-        .ok()
-        .and_then(|m| SystemTime::now().duration_since(m).ok())
+    let age = SystemTime::now()
+        .duration_since(last_change(&file.metadata()?))
         .unwrap_or_default();
     if age > max_age {
         return Ok(true);

@@ -250,6 +250,48 @@ fn cleanup_removes_only_dead_writers_temp_files() {
     drop(live);
 }
 
+/// A commit's backup is the old file under a temp name, with the old
+/// file's mtime (here two days old). Another process's clean-up must not
+/// take it for a day-old orphan while its writer is mid-commit: before, it
+/// went by the mtime and deleted the only copy of the old bytes.
+#[test]
+fn cleanup_in_another_process_keeps_a_live_commits_backup() {
+    let dir = Scratch::new("live-backup");
+    let target = dir.path("icon.svg");
+    fs::write(&target, b"old bytes").expect("seed");
+    let two_days = std::time::Duration::from_secs(2 * 24 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(&target)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() - two_days))
+        .expect("age the old file");
+    // The writer: another live process, mid-commit, whose backup link
+    // names it.
+    let mut writer = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn a stand-in writer");
+    let backup = dir.path(&format!(
+        ".icon.svg.sfatomic-{}-00112233445566ff.tmp",
+        writer.id()
+    ));
+    fs::hard_link(&target, &backup).expect("the commit's backup link");
+    // Clean-up, by this (another) process, with the default one-day age.
+    let report = cleanup_orphans(&dir.0).expect("cleanup");
+    assert!(
+        report.removed.is_empty(),
+        "removed a live backup: {:?}",
+        report.removed
+    );
+    assert_eq!(report.kept, std::slice::from_ref(&backup));
+    assert_eq!(fs::read(&backup).expect("backup"), b"old bytes");
+    writer.kill().expect("stop the stand-in");
+    writer.wait().expect("reap");
+    // Once its writer is gone, it is an orphan like any other.
+    let report = cleanup_orphans(&dir.0).expect("cleanup");
+    assert_eq!(report.removed, [backup]);
+}
+
 const CHILD_ENV: &str = "STEADFAST_ATOMICFS_CRASH_CHILD";
 const PAYLOAD: usize = 1 << 20;
 

@@ -330,14 +330,65 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
 
 /// Takes the lock, or says who holds it.
 fn take_lock(dir: &Path, now: SystemTime) -> Result<File, Error> {
+    take_lock_with(dir, now, &|| {})
+}
+
+/// How often a lock taken on a lock file that was replaced meanwhile is
+/// tried again.
+const STALE_LOCK_RETRIES: u32 = 16;
+
+/// [`take_lock`], with a hook run between opening the lock file and locking
+/// it (where a race with [`FileStore::remove`] of another process lies).
+fn take_lock_with(dir: &Path, now: SystemTime, between: &dyn Fn()) -> Result<File, Error> {
     let path = dir.join(LOCK);
-    let mut file = steadfast_atomicfs::private_file_options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io("open the lock file", &path, e))?;
+    for _ in 0..STALE_LOCK_RETRIES {
+        let file = steadfast_atomicfs::private_file_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io("open the lock file", &path, e))?;
+        between();
+        let file = lock_opened(file, &path)?;
+        // The holder we waited for may have removed the checkpoint (and
+        // its lock file) before we locked: then we hold a lock on a file
+        // nobody else can see, while a newcomer locks a new one. Only a
+        // lock on the file still at `path` counts.
+        if same_file(&file, &path) {
+            return write_lock_info(file, &path, now);
+        }
+    }
+    Err(Error::io(
+        "lock",
+        &path,
+        io::Error::other(
+            "the lock file keeps being replaced; is another run removing the checkpoint in a loop?",
+        ),
+    ))
+}
+
+/// Whether `file` is (still) the file at `path`.
+fn same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows does not let a locked, open file be deleted.
+        let _ = (file, path);
+        true
+    }
+}
+
+/// Locks an open lock file, or says who holds it.
+fn lock_opened(mut file: File, path: &Path) -> Result<File, Error> {
+    let path = path.to_path_buf();
     // A lock that names this very process may be held only by a copy of
     // its descriptor in a child being forked (the copy lives until the
     // child's exec closes it): give that a moment before saying Locked.
@@ -371,6 +422,11 @@ fn take_lock(dir: &Path, now: SystemTime) -> Result<File, Error> {
             }
         }
     }
+    Ok(file)
+}
+
+/// Writes who holds the lock into the lock file.
+fn write_lock_info(mut file: File, path: &Path, now: SystemTime) -> Result<File, Error> {
     let info = LockInfo {
         pid: std::process::id(),
         host: host_name(),
@@ -379,7 +435,7 @@ fn take_lock(dir: &Path, now: SystemTime) -> Result<File, Error> {
     let text = serde_json::to_vec(&info).map_err(Error::config)?;
     file.set_len(0)
         .and_then(|()| file.write_all(&text))
-        .map_err(|e| Error::io("write the lock file", &path, e))?;
+        .map_err(|e| Error::io("write the lock file", path, e))?;
     Ok(file)
 }
 
@@ -936,5 +992,46 @@ impl<S: Serialize + DeserializeOwned + Default + Send + 'static> Store for FileS
 
     fn remove(self) -> Result<(), Error> {
         FileStore::remove(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sf-ckpt-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    /// Three lockers: A holds the lock; B opens the lock file; A removes
+    /// the checkpoint (unlinking the lock file) and lets go; C creates and
+    /// locks a new lock file; B then locks the old, unlinked one. Before,
+    /// B and C both held "the" lock; now B sees the file was replaced, tries
+    /// the new one and is told C holds it.
+    #[test]
+    fn a_lock_on_a_removed_lock_file_does_not_count() {
+        let dir = scratch("lock-race");
+        let now = SystemTime::now();
+        let a = std::cell::RefCell::new(Some(take_lock(&dir, now).expect("A locks")));
+        let c = std::cell::RefCell::new(None);
+        let race = || {
+            if let Some(a) = a.borrow_mut().take() {
+                fs::remove_file(dir.join(LOCK)).expect("A's remove() unlinks");
+                drop(a);
+                *c.borrow_mut() = Some(take_lock(&dir, now).expect("C locks the new file"));
+            }
+        };
+        match take_lock_with(&dir, now, &race) {
+            Err(Error::Locked { holder, .. }) => {
+                assert_eq!(holder.map(|h| h.pid), Some(std::process::id()));
+            }
+            Ok(_) => panic!("B and C would both hold the lock"),
+            Err(other) => panic!("expected Locked, got {other}"),
+        }
+        assert!(c.borrow().is_some());
+        let _ = fs::remove_dir_all(&dir);
     }
 }
