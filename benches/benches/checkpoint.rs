@@ -12,12 +12,24 @@
 //! Every iteration records new keys, so the stores keep growing as the
 //! bench runs, and the journal's occasional fold into a new snapshot is
 //! part of what is measured.
+//!
+//! Group `checkpoint_layer_1000_items`: 1,000 concurrent requests through
+//! `CheckpointLayer` around a service that answers at once, on a 2-worker
+//! tokio runtime, each answered only once its key is durable:
+//! - `steadfast`: the layer (group commit: one writer, one `record` and one
+//!   flush per group of keys that finished meanwhile);
+//! - `per_item`: what the layer did before, as a baseline: a `std` mutex
+//!   around the store for "done?", then one `spawn_blocking` and one
+//!   `record` (one flush) per item.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use criterion::{criterion_group, criterion_main, Criterion};
-use steadfast_checkpoint::{config_hash, Config, FileStore, Opened};
+use steadfast_checkpoint::{config_hash, CheckpointLayer, Config, FileStore, Opened};
+use tower::{service_fn, Layer, ServiceExt};
 
 fn bench_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-checkpoint-{name}"));
@@ -79,5 +91,70 @@ fn record_batch(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, record_batch);
+/// The layer's former per-item path: "done?" under the mutex, then one
+/// blocking-pool hop and one durable record per item.
+async fn per_item(store: Arc<Mutex<FileStore<()>>>, key: String) -> usize {
+    if store.lock().expect("lock").is_done(&key) {
+        return 0;
+    }
+    let response = key.len();
+    tokio::task::spawn_blocking(move || store.lock().expect("lock").record(&[key.as_str()]))
+        .await
+        .expect("join")
+        .expect("record");
+    response
+}
+
+fn layer_1000_items(c: &mut Criterion) {
+    let mut group = c.benchmark_group("checkpoint_layer_1000_items");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let store = Arc::new(Mutex::new(store_with(&bench_dir("layer-steadfast"), 0)));
+    let service = CheckpointLayer::new(Arc::clone(&store), |k: &String| k.clone()).layer(
+        service_fn(|k: String| async move { Ok::<_, std::io::Error>(k.len()) }),
+    );
+    let mut next = 0u64;
+    group.bench_function("steadfast", |b| {
+        b.iter(|| {
+            let first = next;
+            next += 1000;
+            rt.block_on(async {
+                let mut tasks = tokio::task::JoinSet::new();
+                for i in first..first + 1000 {
+                    tasks.spawn(service.clone().oneshot(key(i)));
+                }
+                while let Some(done) = tasks.join_next().await {
+                    done.expect("task").expect("recorded");
+                }
+            });
+        });
+    });
+
+    let store = Arc::new(Mutex::new(store_with(&bench_dir("layer-per-item"), 0)));
+    let mut next = 0u64;
+    group.bench_function("per_item", |b| {
+        b.iter(|| {
+            let first = next;
+            next += 1000;
+            rt.block_on(async {
+                let mut tasks = tokio::task::JoinSet::new();
+                for i in first..first + 1000 {
+                    tasks.spawn(per_item(Arc::clone(&store), key(i)));
+                }
+                while let Some(done) = tasks.join_next().await {
+                    done.expect("task");
+                }
+            });
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, record_batch, layer_1000_items);
 criterion_main!(benches);

@@ -1,12 +1,14 @@
 //! The tower middleware (feature `tower`).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::task::{Context, Poll};
 
+use tokio::sync::oneshot;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -19,10 +21,17 @@ use crate::store::Store;
 /// is answered at once with [`Checkpointed::Skipped`], without calling the
 /// inner service; otherwise the inner service runs and, when it succeeds
 /// (so after a [`PersistLayer`](https://docs.rs/steadfast-atomicfs) below
-/// it has written the file), the key is recorded, durably, on tokio's
-/// blocking pool, before the response is handed on. A crash between the
-/// write and the record redoes that one item; nothing is ever recorded
-/// that was not done.
+/// it has written the file), the key is recorded, durably, before the
+/// response is handed on. A crash between the write and the record redoes
+/// that one item; nothing is ever recorded that was not done.
+///
+/// **Group commit.** Records are written by one writer on tokio's blocking
+/// pool: the keys of every request that finished while the previous group
+/// was being flushed go into the next [`Store::record`] call together, one
+/// journal append and one flush for the lot. "Already done?" is answered
+/// from memory for keys this layer recorded, and from the store otherwise,
+/// without ever waiting on a flush on an async worker (while the writer
+/// holds the store, the question goes to the blocking pool).
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -48,23 +57,31 @@ use crate::store::Store;
 /// ```
 #[derive(Debug)]
 pub struct CheckpointLayer<St, F> {
-    store: Arc<Mutex<St>>,
+    shared: Arc<Shared<St>>,
     key_of: F,
 }
 
 impl<St, F: Clone> Clone for CheckpointLayer<St, F> {
     fn clone(&self) -> Self {
         Self {
-            store: Arc::clone(&self.store),
+            shared: Arc::clone(&self.shared),
             key_of: self.key_of.clone(),
         }
     }
 }
 
 impl<St, F> CheckpointLayer<St, F> {
-    /// Checkpoints through `store`, keying requests with `key_of`.
+    /// Checkpoints through `store`, keying requests with `key_of`. Every
+    /// service made by this layer (and its clones) shares one writer.
     pub fn new(store: Arc<Mutex<St>>, key_of: F) -> Self {
-        Self { store, key_of }
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                recorded: Mutex::default(),
+                queue: Mutex::default(),
+            }),
+            key_of,
+        }
     }
 }
 
@@ -74,7 +91,7 @@ impl<S, St, F: Clone> Layer<S> for CheckpointLayer<St, F> {
     fn layer(&self, inner: S) -> Self::Service {
         Checkpoint {
             inner,
-            store: Arc::clone(&self.store),
+            shared: Arc::clone(&self.shared),
             key_of: self.key_of.clone(),
         }
     }
@@ -84,7 +101,7 @@ impl<S, St, F: Clone> Layer<S> for CheckpointLayer<St, F> {
 #[derive(Debug)]
 pub struct Checkpoint<S, St, F> {
     inner: S,
-    store: Arc<Mutex<St>>,
+    shared: Arc<Shared<St>>,
     key_of: F,
 }
 
@@ -92,7 +109,7 @@ impl<S: Clone, St, F: Clone> Clone for Checkpoint<S, St, F> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            store: Arc::clone(&self.store),
+            shared: Arc::clone(&self.shared),
             key_of: self.key_of.clone(),
         }
     }
@@ -137,10 +154,136 @@ impl<E: std::error::Error + 'static> std::error::Error for CheckpointError<E> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// What the layer's clones share: the store, the keys recorded through
+/// this layer, and the queue of keys waiting for the writer.
+struct Shared<St> {
+    store: Arc<Mutex<St>>,
+    recorded: Mutex<HashSet<String>>,
+    queue: Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<(String, oneshot::Sender<Result<(), Error>>)>,
+    /// Whether a writer is running: it takes what is waiting until the
+    /// queue is empty, then stops.
+    writing: bool,
+}
+
+impl<St> fmt::Debug for Shared<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<St: Store> Shared<St> {
+    /// Whether `key` is done, if that can be told without waiting.
+    fn is_done_now(&self, key: &str) -> Option<bool> {
+        if lock(&self.recorded).contains(key) {
+            return Some(true);
+        }
+        match self.store.try_lock() {
+            Ok(store) => Some(store.is_done(key)),
+            Err(TryLockError::Poisoned(store)) => Some(store.into_inner().is_done(key)),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Queues `key` for the writer (starting one if none runs) and waits
+    /// until it is durably recorded.
+    async fn record(self: Arc<Self>, key: String) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut queue = lock(&self.queue);
+            queue.waiting.push((key, tx));
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        if start {
+            let shared = Arc::clone(&self);
+            tokio::task::spawn_blocking(move || shared.write_groups());
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(Error::io(
+                "record",
+                "checkpoint",
+                io::Error::other("the checkpoint writer stopped (a panic in the store?)"),
+            ))
+        })
+    }
+
+    /// The writer: records what is waiting, one group per flush, until
+    /// nothing is. It lets go of the shared state *before* answering the
+    /// last group, so that once every response is in, the caller can take
+    /// the store back (`Arc::into_inner`) without racing the writer.
+    fn write_groups(self: Arc<Self>) {
+        let mut group = {
+            let mut queue = lock(&self.queue);
+            std::mem::take(&mut queue.waiting)
+        };
+        loop {
+            let (keys, waiters): (Vec<String>, Vec<_>) = group.into_iter().unzip();
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let result = lock(&self.store).record(&refs);
+            if result.is_ok() {
+                lock(&self.recorded).extend(keys);
+            }
+            let next = {
+                let mut queue = lock(&self.queue);
+                if queue.waiting.is_empty() {
+                    queue.writing = false;
+                    None
+                } else {
+                    Some(std::mem::take(&mut queue.waiting))
+                }
+            };
+            match next {
+                None => {
+                    drop(self);
+                    answer(waiters, result);
+                    return;
+                }
+                Some(more) => {
+                    answer(waiters, result);
+                    group = more;
+                }
+            }
+        }
+    }
+}
+
+/// Tells a group's waiters how their record went. On failure none of the
+/// group is recorded: the first waiter gets the error itself, the others a
+/// copy of its message.
+fn answer(waiters: Vec<oneshot::Sender<Result<(), Error>>>, result: Result<(), Error>) {
+    match result {
+        Ok(()) => {
+            for tx in waiters {
+                let _ = tx.send(Ok(()));
+            }
+        }
+        Err(error) => {
+            let mut waiters = waiters.into_iter();
+            let first = waiters.next();
+            for tx in waiters {
+                let copy = io::Error::other(error.to_string());
+                let _ = tx.send(Err(Error::io("record", "checkpoint", copy)));
+            }
+            if let Some(tx) = first {
+                let _ = tx.send(Err(error));
+            }
+        }
+    }
+}
+
 impl<S, St, F, Req> Service<Req> for Checkpoint<S, St, F>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    Req: Send + 'static,
     S::Response: Send + 'static,
     S::Error: Send + 'static,
     St: Store,
@@ -156,34 +299,40 @@ where
 
     fn call(&mut self, request: Req) -> Self::Future {
         let key = (self.key_of)(&request);
-        let done = self
-            .store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_done(&key);
-        if done {
-            return Box::pin(std::future::ready(Ok(Checkpointed::Skipped)));
-        }
-        let call = self.inner.call(request);
-        let store = Arc::clone(&self.store);
-        Box::pin(async move {
-            let response = call.await.map_err(CheckpointError::Service)?;
-            let recorded = tokio::task::spawn_blocking(move || {
-                store
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .record(&[key.as_str()])
-            })
-            .await
-            .unwrap_or_else(|join| {
-                Err(Error::Io {
-                    what: "record",
-                    path: std::path::PathBuf::from("checkpoint"),
-                    source: io::Error::other(join),
+        let shared = Arc::clone(&self.shared);
+        match shared.is_done_now(&key) {
+            Some(true) => Box::pin(std::future::ready(Ok(Checkpointed::Skipped))),
+            Some(false) => {
+                let call = self.inner.call(request);
+                Box::pin(async move {
+                    let response = call.await.map_err(CheckpointError::Service)?;
+                    shared.record(key).await.map_err(CheckpointError::Record)?;
+                    Ok(Checkpointed::Done(response))
                 })
-            });
-            recorded.map_err(CheckpointError::Record)?;
-            Ok(Checkpointed::Done(response))
-        })
+            }
+            None => {
+                // The writer holds the store: ask on the blocking pool,
+                // and call the inner service only if the key is not done.
+                // The instance polled ready goes into the future.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                Box::pin(async move {
+                    let store = Arc::clone(&shared.store);
+                    let probe = key.clone();
+                    let done = tokio::task::spawn_blocking(move || lock(&store).is_done(&probe))
+                        .await
+                        .unwrap_or(false);
+                    if done {
+                        return Ok(Checkpointed::Skipped);
+                    }
+                    let response = inner
+                        .call(request)
+                        .await
+                        .map_err(CheckpointError::Service)?;
+                    shared.record(key).await.map_err(CheckpointError::Record)?;
+                    Ok(Checkpointed::Done(response))
+                })
+            }
+        }
     }
 }

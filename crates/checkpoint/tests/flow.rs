@@ -391,3 +391,86 @@ async fn the_layer_skips_done_keys_and_records_successes() {
     let store = resumed(FileStore::open(config(&out.0, &["svg"], &clock)).expect("reopen"));
     assert!(store.is_done("new") && store.is_done("done-before"));
 }
+
+/// A store that counts its `record` calls (flushes), over a real one.
+struct Counting<St> {
+    inner: St,
+    records: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    keys: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<St: steadfast_checkpoint::Store> steadfast_checkpoint::Store for Counting<St> {
+    fn is_done(&self, key: &str) -> bool {
+        self.inner.is_done(key)
+    }
+    fn record(&mut self, keys: &[&str]) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        self.records.fetch_add(1, Ordering::SeqCst);
+        self.keys.fetch_add(keys.len(), Ordering::SeqCst);
+        // Slow enough that requests pile up behind each flush.
+        std::thread::sleep(Duration::from_millis(2));
+        self.inner.record(keys)
+    }
+    fn flush(&mut self) -> Result<(), Error> {
+        self.inner.flush()
+    }
+    fn remove(self) -> Result<(), Error> {
+        self.inner.remove()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_layer_commits_records_in_groups_and_every_one_is_durable() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use steadfast_checkpoint::{CheckpointLayer, Checkpointed};
+    use tower::{service_fn, Layer, ServiceExt};
+
+    let out = Scratch::new("layer-group");
+    let clock = TestClock::at(T0);
+    let store = fresh(FileStore::open(config(&out.0, &["svg"], &clock)).expect("open"));
+    let (records, recorded_keys) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let store = Arc::new(Mutex::new(Counting {
+        inner: store,
+        records: Arc::clone(&records),
+        keys: Arc::clone(&recorded_keys),
+    }));
+    let inner = service_fn(|id: String| async move { Ok::<_, std::io::Error>(id.len()) });
+    let service = CheckpointLayer::new(Arc::clone(&store), |id: &String| id.clone()).layer(inner);
+
+    const N: usize = 300;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let service = service.clone();
+        tasks.spawn(async move { service.oneshot(format!("item-{i}")).await });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        assert!(matches!(joined.expect("task"), Ok(Checkpointed::Done(_))));
+    }
+    let flushes = records.load(Ordering::SeqCst);
+    assert_eq!(recorded_keys.load(Ordering::SeqCst), N, "each key once");
+    assert!(
+        flushes < N / 2,
+        "{flushes} record calls for {N} items: records are not grouped"
+    );
+    // Asked again: from memory, no new record.
+    assert_eq!(
+        service
+            .clone()
+            .oneshot("item-7".into())
+            .await
+            .expect("skip"),
+        Checkpointed::Skipped
+    );
+    assert_eq!(records.load(Ordering::SeqCst), flushes);
+    drop(service);
+
+    // Every answered item is durable: a reopened store has all of them.
+    let store = Arc::into_inner(store)
+        .expect("the writer let go of the store")
+        .into_inner()
+        .expect("lock");
+    drop(store);
+    let store = resumed(FileStore::open(config(&out.0, &["svg"], &clock)).expect("reopen"));
+    assert!((0..N).all(|i| store.is_done(&format!("item-{i}"))));
+}
