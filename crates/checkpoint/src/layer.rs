@@ -13,6 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::error::Error;
+use crate::group::GroupQueue;
 use crate::store::Store;
 
 /// Skips work an earlier run finished, and records what this run finishes.
@@ -78,7 +79,7 @@ impl<St, F> CheckpointLayer<St, F> {
             shared: Arc::new(Shared {
                 store,
                 recorded: Mutex::default(),
-                queue: Mutex::default(),
+                queue: GroupQueue::new(),
             }),
             key_of,
         }
@@ -159,15 +160,7 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 struct Shared<St> {
     store: Arc<Mutex<St>>,
     recorded: Mutex<HashSet<String>>,
-    queue: Mutex<Queue>,
-}
-
-#[derive(Default)]
-struct Queue {
-    waiting: Vec<(String, oneshot::Sender<Result<(), Error>>)>,
-    /// Whether a writer is running: it takes what is waiting until the
-    /// queue is empty, then stops.
-    writing: bool,
+    queue: GroupQueue<(String, oneshot::Sender<Result<(), Error>>)>,
 }
 
 impl<St> fmt::Debug for Shared<St> {
@@ -197,12 +190,7 @@ impl<St: Store> Shared<St> {
     /// until it is durably recorded.
     async fn record(self: Arc<Self>, key: String) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        let start = {
-            let mut queue = lock(&self.queue);
-            queue.waiting.push((key, tx));
-            !std::mem::replace(&mut queue.writing, true)
-        };
-        if start {
+        if self.queue.push((key, tx)) {
             let shared = Arc::clone(&self);
             tokio::task::spawn_blocking(move || shared.write_groups());
         }
@@ -220,10 +208,7 @@ impl<St: Store> Shared<St> {
     /// last group, so that once every response is in, the caller can take
     /// the store back (`Arc::into_inner`) without racing the writer.
     fn write_groups(self: Arc<Self>) {
-        let mut group = {
-            let mut queue = lock(&self.queue);
-            std::mem::take(&mut queue.waiting)
-        };
+        let mut group = self.queue.first();
         loop {
             let (keys, waiters): (Vec<String>, Vec<_>) = group.into_iter().unzip();
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -231,16 +216,7 @@ impl<St: Store> Shared<St> {
             if result.is_ok() {
                 lock(&self.recorded).extend(keys);
             }
-            let next = {
-                let mut queue = lock(&self.queue);
-                if queue.waiting.is_empty() {
-                    queue.writing = false;
-                    None
-                } else {
-                    Some(std::mem::take(&mut queue.waiting))
-                }
-            };
-            match next {
+            match self.queue.next() {
                 None => {
                     drop(self);
                     answer(waiters, result);

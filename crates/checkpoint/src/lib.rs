@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 mod error;
+#[cfg(feature = "tower")]
+mod group;
 mod hash;
 #[cfg(feature = "tower")]
 mod layer;

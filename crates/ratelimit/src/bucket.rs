@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use crate::adaptive::Cubic;
+use crate::cell::{RateCell, RateNow, Timeline, COUNT_MASK};
 use crate::limiter::{AcquireError, Admission, Feedback, Limiter, Outcome, TryAcquireError};
 use crate::rate::Rate;
 use crate::status::{PauseCause, RateSource, Status};
@@ -160,10 +161,8 @@ impl Builder {
         let interval = clock.ticks_of_ns(self.rate.interval_nanos());
         Bucket {
             hot: Hot {
-                timeline: Timeline(AtomicU64::new(0)),
-                interval: AtomicU64::new(interval),
-                burst: AtomicU32::new(self.rate.burst()),
-                tolerance: AtomicU64::new(u64::from(self.rate.burst()) * interval),
+                timeline: Timeline::new(),
+                rate: RateCell::new(interval, self.rate.burst()),
                 admitted: AtomicU64::new(0),
             },
             epoch: Instant::now(),
@@ -195,50 +194,12 @@ struct Hot {
     /// GCRA's theoretical arrival time and the low bits of the admission
     /// count, in one word.
     timeline: Timeline,
-    /// Nanoseconds per permit at the rate in force.
-    interval: AtomicU64,
-    burst: AtomicU32,
-    /// `burst × interval`, kept so the fast path needs neither `burst` nor
-    /// a second multiplication.
-    tolerance: AtomicU64,
+    /// The rate in force: interval, burst and their product (kept so the
+    /// fast path needs no multiplication), read together, never torn.
+    rate: RateCell,
     /// Admissions beyond the count kept in the timeline word: it moves by
     /// 64 every 64 fast-path admissions, and by `n` for each waiter.
     admitted: AtomicU64,
-}
-
-/// Bits of the admission count kept in the timeline word.
-const COUNT_BITS: u32 = 6;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-/// The latest arrival time the word holds: 2^58 ns, about 9 years after
-/// the limiter was made.
-const MAX_TAT: u64 = u64::MAX >> COUNT_BITS;
-
-/// GCRA's theoretical arrival time (nanoseconds since the limiter's
-/// epoch) in the high 58 bits of one word, and the admission count modulo
-/// 64 in the low 6, so an admission is one compare-and-swap and no other
-/// read-modify-write: the count carries into [`Hot::admitted`] once every
-/// 64 admissions.
-struct Timeline(AtomicU64);
-
-impl Timeline {
-    fn pack(tat: u64, count: u64) -> u64 {
-        (tat.min(MAX_TAT) << COUNT_BITS) | (count & COUNT_MASK)
-    }
-
-    fn tat_of(word: u64) -> u64 {
-        word >> COUNT_BITS
-    }
-
-    fn load(&self) -> u64 {
-        self.0.load(Relaxed)
-    }
-
-    /// Sets the arrival time to `f(tat)`, keeping the count.
-    fn update(&self, f: impl Fn(u64) -> u64) {
-        let _ = self.0.fetch_update(Relaxed, Relaxed, |word| {
-            Some(Self::pack(f(Self::tat_of(word)), word))
-        });
-    }
 }
 
 /// Where the fast path reads the time.
@@ -394,20 +355,20 @@ impl Bucket {
         self.epoch + Duration::from_nanos(ticks)
     }
 
-    /// Stores a new interval (and burst) with their product.
+    /// Stores a new interval (and burst) with their product. Called with
+    /// the control lock held, which serializes the writers.
     fn store_rate(&self, interval: u64, burst: u32) {
-        self.hot.interval.store(interval, Relaxed);
-        self.hot.burst.store(burst, Relaxed);
-        self.hot
-            .tolerance
-            .store(u64::from(burst) * interval, Relaxed);
+        self.hot.rate.store(interval, burst);
     }
 
     /// The length of `n` permits on the timeline, and the burst's; `None`
     /// when `n` exceeds the burst.
     fn cost(&self, n: u32) -> Option<(u64, u64)> {
-        let interval = self.hot.interval.load(Relaxed);
-        let tolerance = self.hot.tolerance.load(Relaxed);
+        let RateNow {
+            interval,
+            tolerance,
+            ..
+        } = self.hot.rate.load();
         // One permit, the common case, skips the multiplication.
         let cost = if n == 1 {
             interval
@@ -422,31 +383,17 @@ impl Bucket {
         let Some((cost, tolerance)) = self.cost(n) else {
             return Err(TryAcquireError::Insufficient {
                 requested: n,
-                burst: self.hot.burst.load(Relaxed),
+                burst: self.hot.rate.load().burst,
             });
         };
-        let mut word = self.hot.timeline.load();
-        loop {
-            let (next, ready) = gcra(word, now, cost, tolerance);
-            if ready > now {
-                return Err(TryAcquireError::Wait(self.duration(ready - now)));
-            }
-            let count = (word & COUNT_MASK) + u64::from(n);
-            match self.hot.timeline.0.compare_exchange_weak(
-                word,
-                Timeline::pack(next, count),
-                Relaxed,
-                Relaxed,
-            ) {
-                Ok(_) => {
-                    let carry = count & !COUNT_MASK;
-                    if carry != 0 {
-                        self.hot.admitted.fetch_add(carry, Relaxed);
-                    }
-                    return Ok(());
+        match self.hot.timeline.admit(n, now, cost, tolerance) {
+            Ok(carry) => {
+                if carry != 0 {
+                    self.hot.admitted.fetch_add(carry, Relaxed);
                 }
-                Err(actual) => word = actual,
+                Ok(())
             }
+            Err(ready) => Err(TryAcquireError::Wait(self.duration(ready - now))),
         }
     }
 
@@ -456,12 +403,10 @@ impl Bucket {
         let Some((cost, tolerance)) = self.cost(n) else {
             return Err(AcquireError::Insufficient {
                 requested: n,
-                burst: self.hot.burst.load(Relaxed),
+                burst: self.hot.rate.load().burst,
             });
         };
-        let mut word = self.hot.timeline.load();
-        loop {
-            let (next, ready) = gcra(word, now, cost, tolerance);
+        let ready = self.hot.timeline.book(now, cost, tolerance, |ready| {
             if ready > now {
                 let wait = self.duration(ready - now);
                 if let Some(max) = self.max_wait.filter(|max| wait > *max) {
@@ -471,34 +416,24 @@ impl Bucket {
                     return Err(AcquireError::QueueFull { max });
                 }
             }
-            // The count is not touched: a waiter is counted when it goes.
-            match self.hot.timeline.0.compare_exchange_weak(
-                word,
-                Timeline::pack(next, word),
-                Relaxed,
-                Relaxed,
-            ) {
-                Ok(_) if ready <= now => {
-                    self.hot.admitted.fetch_add(u64::from(n), Relaxed);
-                    return Ok(Booking::Now);
-                }
-                Ok(_) => {
-                    let id = queue.next_id;
-                    queue.next_id += 1;
-                    queue.entries.push_back(Entry {
-                        id,
-                        ready_at: ready,
-                        cost,
-                        waker: None,
-                    });
-                    return Ok(Booking::Wait {
-                        id,
-                        ready_at: ready,
-                    });
-                }
-                Err(actual) => word = actual,
-            }
+            Ok(())
+        })?;
+        if ready <= now {
+            self.hot.admitted.fetch_add(u64::from(n), Relaxed);
+            return Ok(Booking::Now);
         }
+        let id = queue.next_id;
+        queue.next_id += 1;
+        queue.entries.push_back(Entry {
+            id,
+            ready_at: ready,
+            cost,
+            waker: None,
+        });
+        Ok(Booking::Wait {
+            id,
+            ready_at: ready,
+        })
     }
 
     /// Switches to `interval` nanoseconds per permit without letting a
@@ -511,12 +446,12 @@ impl Bucket {
     /// A pause is a fixed instant, not permits owed: only what lies beyond
     /// `paused_until` is re-spaced.
     fn set_interval(&self, interval: u64, respace_faster: bool, paused_until: u64) {
-        let old = self.hot.interval.load(Relaxed);
+        let old = self.hot.rate.load().interval;
         if interval == old {
             return;
         }
         let faster = interval < old;
-        let burst = self.hot.burst.load(Relaxed);
+        let burst = self.hot.rate.load().burst;
         if faster && !respace_faster {
             self.store_rate(interval, burst);
             return;
@@ -548,8 +483,8 @@ impl Bucket {
     /// and spacing, shifted so the first goes at `until`.
     fn pause(&self, until: u64) {
         let mut queue = lock(&self.queue);
-        let interval = self.hot.interval.load(Relaxed);
-        let burst = u64::from(self.hot.burst.load(Relaxed));
+        let interval = self.hot.rate.load().interval;
+        let burst = u64::from(self.hot.rate.load().burst);
         if let Some(front) = queue.entries.front() {
             let shift = until.saturating_sub(front.ready_at);
             if shift > 0 {
@@ -633,13 +568,6 @@ impl Bucket {
     }
 }
 
-/// One GCRA step on a timeline word: the arrival time after `cost` more,
-/// and when that is due (admissible at once if not after `now`).
-fn gcra(word: u64, now: u64, cost: u64, tolerance: u64) -> (u64, u64) {
-    let next = Timeline::tat_of(word).max(now) + cost;
-    (next, next.saturating_sub(tolerance))
-}
-
 /// Wakes the first waiter if its slot has come (it may be waiting for
 /// the ones ahead of it to finish, to keep the order strict).
 fn wake_front_if_due(queue: &mut Queue, now: u64) {
@@ -693,8 +621,8 @@ impl Bucket {
         control.configured = rate;
         control.cubic.set_ceiling(rate.per_second());
         let now = self.now();
-        let burst = self.hot.burst.load(Relaxed);
-        let interval = self.hot.interval.load(Relaxed);
+        let burst = self.hot.rate.load().burst;
+        let interval = self.hot.rate.load().interval;
         self.store_rate(interval, rate.burst());
         if rate.burst() < burst {
             // A smaller burst: the permits beyond it are no longer free.
@@ -779,8 +707,8 @@ impl Bucket {
         let control = lock(&shared.control);
         let queue = lock(&shared.queue);
         let now = shared.now();
-        let interval = shared.hot.interval.load(Relaxed);
-        let burst = shared.hot.burst.load(Relaxed);
+        let interval = shared.hot.rate.load().interval;
+        let burst = shared.hot.rate.load().burst;
         let word = shared.hot.timeline.load();
         let tat = Timeline::tat_of(word);
         let tolerance = u64::from(burst) * interval;

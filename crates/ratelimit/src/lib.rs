@@ -2,6 +2,7 @@
 
 mod adaptive;
 mod bucket;
+mod cell;
 #[cfg(feature = "http")]
 mod feedback_http;
 #[cfg(feature = "tower")]
