@@ -144,6 +144,7 @@ impl<C> HttpPolicy<C> {
     }
 
     /// The error classification.
+    #[cfg(feature = "reqwest")]
     pub(crate) fn errors(&self) -> &C {
         &self.errors
     }

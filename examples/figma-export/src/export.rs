@@ -119,8 +119,8 @@ pub struct Options {
     pub timeout: Duration,
     /// Stop at the first fault.
     pub fail_fast: bool,
-    /// Continue from a checkpoint.
-    pub resume: bool,
+    /// What to do with an earlier run's checkpoint.
+    pub resume: Resume,
     /// Discard a checkpoint and start over.
     pub restart: bool,
     /// Show the limiter's status line.
@@ -135,9 +135,43 @@ pub struct Options {
     pub token: Token,
 }
 
+/// What to do with an earlier run's checkpoint (`--resume`, `--resume=auto`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Resume {
+    /// Refuse to run over one, saying how to go on (the default).
+    #[default]
+    Off,
+    /// Continue it (`--resume`); one that cannot be continued is refused.
+    On,
+    /// Continue it when valid, else start over, saying why (`--resume=auto`,
+    /// for CI loops).
+    Auto,
+}
+
+/// What became of an earlier run's checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum CheckpointUse {
+    /// There was none.
+    #[default]
+    Fresh,
+    /// It was continued: `done` items were already exported.
+    Resumed {
+        /// Items the earlier run finished.
+        done: usize,
+    },
+    /// It was discarded (`--restart`, or `--resume=auto` on one that could
+    /// not be continued).
+    StartedOver {
+        /// Why: "--restart", or the reason it could not be continued.
+        reason: String,
+    },
+}
+
 /// What an export did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
+    /// What became of an earlier run's checkpoint.
+    pub checkpoint: CheckpointUse,
     /// Files written by this run.
     pub exported: u64,
     /// Items skipped because an earlier run had done them.
@@ -554,9 +588,10 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
         let wanted: BTreeMap<String, String> = chunk.iter().cloned().collect();
         let ids: Vec<&str> = wanted.keys().map(String::as_str).collect();
         let body = api_get(format!(
-            "/v1/files/{}/nodes?ids={}",
+            "/v1/files/{}/nodes?ids={}&version={}",
             options.file_key,
-            ids.join(",")
+            ids.join(","),
+            file.version
         ))
         .await?;
         for id in parse_color_nodes(&body, &wanted, &mut colors)? {
@@ -650,41 +685,18 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     .map_err(|e| ExportError::fatal(format!("✗ {e}")))?;
     let config = Config::new(&options.out, &options.file_key, hash)
         .tool("figma-export", env!("CARGO_PKG_VERSION"));
-    let store = match FileStore::<()>::open(config) {
-        Err(steadfast_checkpoint::Error::Locked { holder, .. }) => {
-            let who = holder.map(|h| format!(" ({h})")).unwrap_or_default();
-            return Err(ExportError::recoverable(format!(
-                "✗ Another export{who} is writing to {}. Wait for it to finish, or use another --out.",
-                options.out.display()
-            )));
-        }
-        Err(e) => return Err(ExportError::recoverable(format!("✗ {e}"))),
-        Ok(Opened::Fresh(store)) => store,
-        Ok(Opened::Resumed { store, .. }) if options.resume => store,
-        Ok(Opened::Resumed { store, .. }) if options.restart => {
-            drop(store);
-            return Err(ExportError::usage(
-                "✗ internal: restart of a valid checkpoint",
+    let (store, checkpoint_use) = open_checkpoint(config, &options)?;
+    match &checkpoint_use {
+        CheckpointUse::Fresh => {}
+        CheckpointUse::Resumed { done } => {
+            progress.println(format!(
+                "Resuming: {done} items were done by an earlier run."
             ));
         }
-        Ok(Opened::Resumed { store, .. }) => {
-            let done = store.completed().len();
-            return Err(ExportError::usage(format!(
-                "✗ An earlier export to {} stopped after {done} items. Run again with --resume to continue, or --restart to start over.",
-                options.out.display()
-            )));
+        CheckpointUse::StartedOver { reason } => {
+            progress.println(format!("Starting over: {reason}."));
         }
-        Ok(Opened::Rejected(rejected)) if options.restart => rejected
-            .discard()
-            .map_err(|e| ExportError::recoverable(format!("✗ {e}")))?,
-        Ok(Opened::Rejected(rejected)) => {
-            return Err(ExportError::usage(format!(
-                "✗ Cannot resume: {}",
-                rejected.reason()
-            )));
-        }
-        Ok(_) => return Err(ExportError::fatal("✗ unexpected checkpoint state")),
-    };
+    }
     let store = Arc::new(Mutex::new(store));
 
     // Every folder the names call for, once.
@@ -753,6 +765,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
 
     let mut summary = Summary {
         colors: colors.len(),
+        checkpoint: checkpoint_use,
         ..Summary::default()
     };
     let mut groups: BTreeMap<(Format, u32), Vec<Item>> = BTreeMap::new();
@@ -795,10 +808,11 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
             }
             let ids: Vec<&str> = batch.iter().map(|i| i.node.as_str()).collect();
             let path = format!(
-                "/v1/images/{}?ids={}&format={}&scale={scale}",
+                "/v1/images/{}?ids={}&format={}&scale={scale}&version={}",
                 options.file_key,
                 ids.join(","),
-                format.name()
+                format.name(),
+                file.version
             );
             let body = match api_get(path).await {
                 Ok(body) => body,
@@ -921,6 +935,78 @@ fn stopped(error: ExportError, summary: &Summary) -> ExportError {
 }
 
 /// 403, 404 and other client errors are fatal, with what to fix.
+/// Opens the checkpoint as `--resume` / `--restart` say: every combination
+/// of {none, valid, rejected} × {plain, `--resume`, `--resume=auto`,
+/// `--restart`} ends here.
+fn open_checkpoint(
+    config: Config,
+    options: &Options,
+) -> Result<(FileStore<()>, CheckpointUse), ExportError> {
+    let locked = |holder: Option<steadfast_checkpoint::Holder>| {
+        let who = holder.map(|h| format!(" ({h})")).unwrap_or_default();
+        ExportError::recoverable(format!(
+            "✗ Another export{who} is writing to {}. Wait for it to finish, or use another --out.",
+            options.out.display()
+        ))
+    };
+    let open = |config: Config| match FileStore::<()>::open(config) {
+        Err(steadfast_checkpoint::Error::Locked { holder, .. }) => Err(locked(holder)),
+        Err(e) => Err(ExportError::recoverable(format!("✗ {e}"))),
+        Ok(opened) => Ok(opened),
+    };
+    let discard_error = |e: steadfast_checkpoint::Error| {
+        ExportError::recoverable(format!("✗ could not discard the earlier checkpoint: {e}"))
+    };
+    match open(config.clone())? {
+        Opened::Fresh(store) => Ok((store, CheckpointUse::Fresh)),
+        Opened::Resumed { store, .. } if options.restart => {
+            // Discard it (snapshot, journal, lock) and take a fresh one.
+            store.remove().map_err(discard_error)?;
+            match open(config)? {
+                Opened::Fresh(store) => Ok((
+                    store,
+                    CheckpointUse::StartedOver {
+                        reason: "--restart discarded the earlier checkpoint".into(),
+                    },
+                )),
+                _ => Err(ExportError::recoverable(
+                    "✗ Another export recreated the checkpoint while this one discarded it; run again.",
+                )),
+            }
+        }
+        Opened::Resumed { store, .. } if options.resume != Resume::Off => {
+            let done = store.completed().len();
+            Ok((store, CheckpointUse::Resumed { done }))
+        }
+        Opened::Resumed { store, .. } => {
+            let done = store.completed().len();
+            Err(ExportError::usage(format!(
+                "✗ An earlier export to {} stopped after {done} items. Run again with --resume to continue, --resume=auto to continue when possible, or --restart to start over.",
+                options.out.display()
+            )))
+        }
+        Opened::Rejected(rejected) if options.restart || options.resume == Resume::Auto => {
+            let reason = if options.restart {
+                "--restart discarded the earlier checkpoint".to_string()
+            } else {
+                format!(
+                    "the earlier checkpoint cannot be continued ({})",
+                    rejected.reason()
+                )
+            };
+            Ok((
+                rejected.discard().map_err(discard_error)?,
+                CheckpointUse::StartedOver { reason },
+            ))
+        }
+        Opened::Rejected(rejected) => Err(ExportError::usage(format!(
+            "✗ Cannot resume: {}",
+            rejected.reason()
+        ))),
+        _ => Err(ExportError::fatal("✗ unexpected checkpoint state")),
+    }
+}
+
 fn check_status(response: &Response<Bytes>) -> Result<(), ExportError> {
     let status = response.status();
     if status.is_success() {

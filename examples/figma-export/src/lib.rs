@@ -8,4 +8,6 @@ pub mod export;
 pub mod fake;
 pub mod names;
 
-pub use export::{run, ExportError, Format, Options, Summary, Token, FIGMA_API};
+pub use export::{
+    run, CheckpointUse, ExportError, Format, Options, Resume, Summary, Token, FIGMA_API,
+};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use figma_export::fake::{FakeFile, FakeServer, Faults, FILE_KEY, TOKEN};
-use figma_export::{run, Format, Options, Token, FIGMA_API};
+use figma_export::{run, Format, Options, Resume, Token, FIGMA_API};
 use steadfast_ratelimit::{Per, Rate};
 
 /// Export colors, icons and images from a Figma file, surviving 429s,
@@ -53,9 +53,18 @@ struct Cli {
     /// Stop at the first fault (exit 3, checkpoint saved).
     #[arg(long)]
     fail_fast: bool,
-    /// Continue an export that stopped, skipping what is done.
-    #[arg(long, conflicts_with = "restart")]
-    resume: bool,
+    /// Continue an export that stopped, skipping what is done;
+    /// `--resume=auto` continues when the checkpoint is valid and starts
+    /// over (saying why) when it is not, e.g. after the file changed.
+    #[arg(
+        long,
+        value_name = "auto",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "on",
+        conflicts_with = "restart"
+    )]
+    resume: Option<ResumeArg>,
     /// Discard an earlier export's checkpoint and start over.
     #[arg(long)]
     restart: bool,
@@ -100,6 +109,15 @@ fn main() -> ExitCode {
 }
 
 /// What a `--config` file may hold: the flags' settings, in kebab-case.
+/// `--resume` (on) or `--resume=auto`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ResumeArg {
+    /// Continue the checkpoint; refuse one that cannot be continued.
+    On,
+    /// Continue when valid, else start over.
+    Auto,
+}
+
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
@@ -227,7 +245,11 @@ async fn async_main(cli: Cli) -> ExitCode {
         ),
         timeout: Duration::from_secs(cli.timeout.or(config.timeout).unwrap_or(30).max(1)),
         fail_fast: cli.fail_fast || config.fail_fast.unwrap_or(false),
-        resume: cli.resume,
+        resume: match cli.resume {
+            None => Resume::Off,
+            Some(ResumeArg::On) => Resume::On,
+            Some(ResumeArg::Auto) => Resume::Auto,
+        },
         restart: cli.restart,
         verbose: cli.verbose,
         quiet: cli.quiet,

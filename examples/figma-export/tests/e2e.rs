@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figma_export::fake::{render, FakeFile, FakeServer, Faults, FILE_KEY, TOKEN};
-use figma_export::{run, ExportError, Format, Options, Summary, Token};
+use figma_export::{run, CheckpointUse, ExportError, Format, Options, Resume, Summary, Token};
 
 /// A fresh directory under the target dir, removed when dropped.
 struct Scratch(PathBuf);
@@ -47,7 +47,7 @@ fn options(server: &FakeServer, out: &Path) -> Options {
         max_retry_after: Duration::from_secs(300),
         timeout: Duration::from_secs(30),
         fail_fast: false,
-        resume: false,
+        resume: Resume::Off,
         restart: false,
         verbose: false,
         quiet: true,
@@ -262,7 +262,7 @@ async fn fail_fast_stops_at_the_first_fault_with_the_checkpoint_saved() {
     // And it resumes to a complete export.
     server.set_faults(Faults::none());
     options.fail_fast = false;
-    options.resume = true;
+    options.resume = Resume::On;
     let summary = run(options).await.expect("resumed");
     assert!(summary.skipped > 0, "skipped what was done: {summary:?}");
     check_clean_export(&scratch.out(), &server.file());
@@ -379,7 +379,7 @@ async fn killed_mid_export_then_resumed() {
     assert!(recorded.len() >= 60, "recorded {}", recorded.len());
 
     let mut options = options(&server, &out);
-    options.resume = true;
+    options.resume = Resume::On;
     options.concurrency = 4;
     let summary: Summary = run(options).await.expect("resume");
     let second: Vec<String> = server.log()[first_run..]
@@ -593,7 +593,7 @@ async fn a_changed_file_version_is_refused_with_the_way_out() {
         .expect("server");
     assert_ne!(edited.file().version, server.file().version);
     let mut again = options(&edited, &scratch.out());
-    again.resume = true;
+    again.resume = Resume::On;
     let error = run(again.clone()).await.expect_err("refused");
     assert_eq!(error.code, 2, "{error}");
     assert!(
@@ -602,9 +602,9 @@ async fn a_changed_file_version_is_refused_with_the_way_out() {
     );
     // A plain run (no flag) is told about --resume and --restart too.
     let mut plain = again.clone();
-    plain.resume = false;
+    plain.resume = Resume::Off;
     assert_eq!(run(plain).await.expect_err("refused").code, 2);
-    again.resume = false;
+    again.resume = Resume::Off;
     again.restart = true;
     let summary = run(again).await.expect("restarted");
     let file = edited.file();
@@ -615,4 +615,163 @@ async fn a_changed_file_version_is_refused_with_the_way_out() {
     );
     // (Files of the old version whose names changed stay: removing stale
     // files needs a manifest of what the last complete run wrote.)
+}
+
+/// The checkpoint states a user meets, made on disk by a real stopped run.
+#[derive(Clone, Copy, Debug)]
+enum Earlier {
+    None,
+    Valid,
+    ConfigChanged,
+    Expired,
+    FromTheFuture,
+    UnsupportedVersion,
+    Corrupt,
+}
+
+/// Edits the stopped run's snapshot: `edit` gets its JSON.
+fn edit_snapshot(out: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = out.join(".checkpoint/snapshot.json");
+    let mut snapshot: serde_json::Value =
+        serde_json::from_slice(&fs::read(&path).expect("snapshot")).expect("json");
+    edit(&mut snapshot);
+    fs::write(&path, serde_json::to_vec(&snapshot).expect("json")).expect("write");
+}
+
+/// Leaves the checkpoint of a stopped run in `out` (the server's fourth
+/// API call fails), then makes it `state`.
+async fn make_earlier(state: Earlier, server: &FakeServer, out: &Path) {
+    if matches!(state, Earlier::None) {
+        server.set_faults(Faults::none());
+        return;
+    }
+    let mut first = options(server, out);
+    first.fail_fast = true;
+    assert_eq!(run(first).await.expect_err("stops").code, 3);
+    server.set_faults(Faults::none());
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    match state {
+        Earlier::None | Earlier::Valid => {}
+        Earlier::ConfigChanged => edit_snapshot(out, |s| s["config_hash"] = "sha256:0".into()),
+        Earlier::Expired => {
+            // A journal's records are dated too: without it, only the
+            // snapshot's dates count.
+            let _ = fs::remove_file(out.join(".checkpoint/journal"));
+            edit_snapshot(out, |s| {
+                s["created_at"] = (unix_now - 3 * 86_400).into();
+                s["updated_at"] = (unix_now - 2 * 86_400).into();
+            });
+        }
+        Earlier::FromTheFuture => {
+            edit_snapshot(out, |s| s["updated_at"] = (unix_now + 86_400).into())
+        }
+        Earlier::UnsupportedVersion => edit_snapshot(out, |s| s["version"] = 999.into()),
+        Earlier::Corrupt => {
+            fs::write(out.join(".checkpoint/snapshot.json"), b"{ torn").expect("corrupt");
+        }
+    }
+}
+
+/// How a run ends, for the matrix: exported or exit code, and what became
+/// of the checkpoint.
+#[derive(Debug, PartialEq)]
+enum Ends {
+    Exported(CheckpointUse),
+    Exit(i32),
+}
+
+/// Every earlier state × every flag: what a user gets, and never
+/// "internal" (before, `--restart` on a valid checkpoint exited 2 with
+/// "✗ internal: restart of a valid checkpoint").
+#[tokio::test(start_paused = true)]
+async fn every_checkpoint_state_by_every_restart_flag() {
+    use Earlier as E;
+    let states = [
+        E::None,
+        E::Valid,
+        E::ConfigChanged,
+        E::Expired,
+        E::FromTheFuture,
+        E::UnsupportedVersion,
+        E::Corrupt,
+    ];
+    for state in states {
+        for flag in ["plain", "--resume", "--resume=auto", "--restart"] {
+            // A server whose fourth API call fails once: the stopped run.
+            let server = fourth_api_call_fails().await;
+            let scratch = Scratch::new(&format!("matrix-{state:?}-{flag}"));
+            make_earlier(state, &server, &scratch.out()).await;
+            let mut options = options(&server, &scratch.out());
+            match flag {
+                "--resume" => options.resume = Resume::On,
+                "--resume=auto" => options.resume = Resume::Auto,
+                "--restart" => options.restart = true,
+                _ => {}
+            }
+            let case = format!("{state:?} × {flag}");
+            let ends = match run(options).await {
+                Ok(summary) => {
+                    check_clean_export(&scratch.out(), &server.file());
+                    assert!(
+                        !scratch.out().join(".checkpoint").exists(),
+                        "{case}: a finished export removes its checkpoint"
+                    );
+                    Ends::Exported(summary.checkpoint)
+                }
+                Err(error) => {
+                    assert!(!error.message.contains("internal"), "{case}: {error}");
+                    if error.code == 2 {
+                        assert!(
+                            error.message.contains("--restart")
+                                || error.message.contains("Cannot resume"),
+                            "{case}: says the way out: {error}"
+                        );
+                    }
+                    Ends::Exit(error.code)
+                }
+            };
+            let started_over =
+                |ends: &Ends| matches!(ends, Ends::Exported(CheckpointUse::StartedOver { .. }));
+            match (state, flag) {
+                (E::None, _) => assert_eq!(ends, Ends::Exported(CheckpointUse::Fresh), "{case}"),
+                (E::Valid, "plain") => assert_eq!(ends, Ends::Exit(2), "{case}"),
+                (E::Valid, "--resume" | "--resume=auto") => assert!(
+                    matches!(ends, Ends::Exported(CheckpointUse::Resumed { done }) if done > 0),
+                    "{case}: {ends:?}"
+                ),
+                (E::Valid, _) => assert!(started_over(&ends), "{case}: {ends:?}"),
+                (_, "plain" | "--resume") => assert_eq!(ends, Ends::Exit(2), "{case}"),
+                (_, "--resume=auto") => match &ends {
+                    Ends::Exported(CheckpointUse::StartedOver { reason }) => {
+                        assert!(reason.contains("cannot be continued"), "{case}: {reason}");
+                    }
+                    other => panic!("{case}: {other:?}"),
+                },
+                (_, _) => assert!(started_over(&ends), "{case}: {ends:?}"),
+            }
+        }
+    }
+}
+
+/// `/nodes` and `/images` name the version the file was read at, so one
+/// run never mixes two versions of the file.
+#[tokio::test(start_paused = true)]
+async fn every_node_and_image_request_pins_the_file_version() {
+    let scratch = Scratch::new("pinned");
+    let server = server(Faults::none()).await;
+    run(options(&server, &scratch.out())).await.expect("export");
+    let version = server.file().version;
+    let pinned: Vec<String> = server
+        .log()
+        .into_iter()
+        .map(|l| l.uri)
+        .filter(|uri| uri.contains("/nodes?") || uri.contains("/v1/images/"))
+        .collect();
+    assert!(!pinned.is_empty());
+    for uri in pinned {
+        assert!(uri.contains(&format!("version={version}")), "{uri}");
+    }
 }
