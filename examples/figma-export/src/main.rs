@@ -95,6 +95,26 @@ The token comes from the FIGMA_TOKEN environment variable.";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.verbose {
+        // The crates' structured events (retries, waits, rate cuts, pauses,
+        // file steps) on stderr; everything else stays quiet.
+        use tracing_subscriber::prelude::*;
+        let targets = tracing_subscriber::filter::Targets::new()
+            .with_target("steadfast_backoff", tracing::Level::INFO)
+            .with_target("steadfast_ratelimit", tracing::Level::INFO)
+            .with_target("steadfast_atomicfs", tracing::Level::INFO)
+            .with_target("steadfast_checkpoint", tracing::Level::INFO)
+            .with_target("steadfast_http", tracing::Level::INFO);
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(false)
+                    .without_time()
+                    .with_filter(targets),
+            )
+            .try_init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -108,7 +128,6 @@ fn main() -> ExitCode {
     runtime.block_on(async_main(cli))
 }
 
-/// What a `--config` file may hold: the flags' settings, in kebab-case.
 /// `--resume` (on) or `--resume=auto`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum ResumeArg {
@@ -118,6 +137,7 @@ enum ResumeArg {
     Auto,
 }
 
+/// What a `--config` file may hold: the flags' settings, in kebab-case.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {

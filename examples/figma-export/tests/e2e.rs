@@ -775,3 +775,49 @@ async fn every_node_and_image_request_pins_the_file_version() {
         assert!(uri.contains(&format!("version={version}")), "{uri}");
     }
 }
+
+/// A file-layer failure names the file the user asked for and the OS's
+/// cause, never the hidden temp file (before: "could not rename into place
+/// …/.colors.css.sfatomic-….tmp", no cause).
+#[tokio::test(start_paused = true)]
+async fn a_write_failure_names_the_target_and_the_cause() {
+    let scratch = Scratch::new("write-failure");
+    let server = server(Faults::none()).await;
+    // Something the export cannot replace: a directory where colors.css goes.
+    fs::create_dir_all(scratch.out().join("colors.css")).expect("plant a directory");
+    let error = run(options(&server, &scratch.out()))
+        .await
+        .expect_err("cannot replace a directory");
+    let target = scratch.out().join("colors.css");
+    assert!(
+        error.message.contains(&target.display().to_string()),
+        "{error}"
+    );
+    assert!(error.message.contains("Is a directory"), "{error}");
+    assert!(!error.message.contains(".sfatomic-"), "{error}");
+}
+
+/// `--verbose` shows the crates' structured events (before, no subscriber
+/// was installed and they went nowhere); without it they stay quiet. The
+/// binary's own demo server, on loopback; a dry run takes about a second.
+#[test]
+fn verbose_shows_the_crates_events() {
+    let scratch = Scratch::new("verbose");
+    let run = |verbose: bool| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_figma-export"));
+        command
+            .args(["--demo", "--dry-run", "--out"])
+            .arg(scratch.out());
+        if verbose {
+            command.arg("--verbose");
+        }
+        let output = command.output().expect("run the exporter");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let loud = run(true);
+    assert!(loud.contains("steadfast_ratelimit:"), "{loud}");
+    assert!(loud.contains("throttled by the server"), "{loud}");
+    let quiet = run(false);
+    assert!(!quiet.contains("steadfast_"), "{quiet}");
+}
