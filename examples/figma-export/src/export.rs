@@ -30,7 +30,7 @@ use steadfast_ratelimit::{Rate, RateLimitError, RateLimitLayer, TokenBucket};
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
-use crate::names::Namer;
+use crate::names::Names;
 
 /// The Figma API.
 pub const FIGMA_API: &str = "https://api.figma.com";
@@ -610,13 +610,22 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     ));
 
     // 2. The items, with safe, unique paths.
-    let mut namer = Namer::default();
+    let icon_names = Names::plan(
+        file.icons
+            .iter()
+            .map(|(id, name)| (id.as_str(), name.as_str())),
+    );
+    let image_names = Names::plan(
+        file.images
+            .iter()
+            .map(|(id, name)| (id.as_str(), name.as_str())),
+    );
     let mut items: Vec<Item> = Vec::new();
     for format in [Format::Svg, Format::Pdf] {
         if options.formats.contains(&format) {
-            for (id, name) in &file.icons {
+            for (id, _) in &file.icons {
                 let path =
-                    Path::new("icons").join(namer.assign(name, id, &format!(".{}", format.name())));
+                    Path::new("icons").join(icon_names.path(id, &format!(".{}", format.name())));
                 items.push(Item {
                     node: id.clone(),
                     format,
@@ -628,13 +637,13 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     }
     if options.formats.contains(&Format::Png) {
         for scale in &options.scales {
-            for (id, name) in &file.images {
+            for (id, _) in &file.images {
                 let suffix = if *scale == 1 {
                     ".png".to_string()
                 } else {
                     format!("@{scale}x.png")
                 };
-                let path = Path::new("images").join(namer.assign(name, id, &suffix));
+                let path = Path::new("images").join(image_names.path(id, &suffix));
                 items.push(Item {
                     node: id.clone(),
                     format: Format::Png,
@@ -644,7 +653,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
             }
         }
     }
-    for (name, id, path) in &namer.collisions {
+    for (name, id, path) in icon_names.collisions.iter().chain(&image_names.collisions) {
         progress.println(format!(
             "  ! {name:?} ({id}) collides with another name; written as {}",
             path.display()
@@ -680,7 +689,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
         "version": file.version,
         "formats": options.formats,
         "scales": options.scales,
-        "naming": 1,
+        "naming": 2,
     }))
     .map_err(|e| ExportError::fatal(format!("✗ {e}")))?;
     let config = Config::new(&options.out, &options.file_key, hash)

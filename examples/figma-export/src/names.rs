@@ -7,7 +7,7 @@
 //! id appended, with a warning. Every path is relative and made only of
 //! such segments, so nothing can land outside the output directory.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 /// Longest segment, in bytes.
@@ -80,41 +80,77 @@ pub fn relative(name: &str, id: &str) -> PathBuf {
     path
 }
 
-/// Assigns each node a unique path (case-insensitively), in the order
-/// given: later nodes that collide get `-<node id>` appended.
+/// Unique paths (case-insensitively) for a set of nodes, whatever their
+/// order or ids: of names that collide once slugified and lowercased, the
+/// one that sorts first keeps the plain path, the others get `-` and 8 hex
+/// digits of a hash of their own name (`arrow-left-3f2a9c1d`). Moving a
+/// node, or adding another elsewhere, changes no one's path. Only exact
+/// duplicates (the same name twice) fall back to the node id.
 #[derive(Debug, Default)]
-pub struct Namer {
-    taken: HashMap<String, String>,
-    /// Collisions resolved: (name, node id, path given).
+pub struct Names {
+    paths: HashMap<String, PathBuf>,
+    /// Collisions resolved: (name, node id, path given), in a stable order.
     pub collisions: Vec<(String, String, PathBuf)>,
 }
 
-impl Namer {
-    /// The path for `name` (node `id`) with `suffix` (e.g. `@2x.png`).
-    pub fn assign(&mut self, name: &str, id: &str, suffix: &str) -> PathBuf {
-        let base = relative(name, id);
-        let key = |p: &PathBuf| format!("{}{suffix}", p.to_string_lossy().to_lowercase());
-        match self.taken.get(&key(&base)) {
-            None => {
-                self.taken.insert(key(&base), id.to_string());
-                with_suffix(base, suffix)
+impl Names {
+    /// Plans the paths of `nodes`: `(id, name)` pairs.
+    pub fn plan<'a>(nodes: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut groups: BTreeMap<String, Vec<(&str, &str, PathBuf)>> = BTreeMap::new();
+        for (id, name) in nodes {
+            let base = relative(name, id);
+            let key = base.to_string_lossy().to_lowercase();
+            groups.entry(key).or_default().push((id, name, base));
+        }
+        let mut names = Self::default();
+        let mut taken: HashSet<String> = groups.keys().cloned().collect();
+        for (_, mut group) in groups {
+            group.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+            let mut rest = group.into_iter();
+            if let Some((id, _, base)) = rest.next() {
+                names.paths.insert(id.to_string(), base);
             }
-            Some(owner) if owner == id => with_suffix(base, suffix),
-            Some(_) => {
-                let mut unique = base.clone();
-                let last = unique
+            for (id, name, base) in rest {
+                let last = base
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                unique.set_file_name(format!("{last}-{}", slug(id)));
-                self.taken.insert(key(&unique), id.to_string());
-                let path = with_suffix(unique, suffix);
-                self.collisions
-                    .push((name.to_string(), id.to_string(), path.clone()));
-                path
+                let mut unique = base.clone();
+                unique.set_file_name(format!("{last}-{:08x}", fnv1a(name.as_bytes()) as u32));
+                if !taken.insert(unique.to_string_lossy().to_lowercase()) {
+                    // The same name twice: only the id tells them apart.
+                    unique.set_file_name(format!(
+                        "{last}-{:08x}-{}",
+                        fnv1a(name.as_bytes()) as u32,
+                        slug(id)
+                    ));
+                    taken.insert(unique.to_string_lossy().to_lowercase());
+                }
+                names
+                    .collisions
+                    .push((name.to_string(), id.to_string(), unique.clone()));
+                names.paths.insert(id.to_string(), unique);
             }
         }
+        names
     }
+
+    /// The path of node `id` with `suffix` (e.g. `@2x.png`).
+    pub fn path(&self, id: &str, suffix: &str) -> PathBuf {
+        let base = self
+            .paths
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(format!("node-{}", slug(id))));
+        with_suffix(base, suffix)
+    }
+}
+
+/// FNV-1a, 64 bits: a stable hash (the same on every run and platform).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn with_suffix(path: PathBuf, suffix: &str) -> PathBuf {
@@ -180,20 +216,34 @@ mod tests {
     }
 
     #[test]
-    fn case_insensitive_collisions_get_the_node_id() {
-        let mut namer = Namer::default();
+    fn case_insensitive_collisions_get_a_stable_suffix() {
+        let names = Names::plan([("1:1", "Icons/Arrow Left"), ("1:2", "icons/ARROW left")]);
         assert_eq!(
-            namer.assign("Icons/Arrow Left", "1:1", ".svg"),
+            names.path("1:1", ".svg"),
             PathBuf::from("icons/arrow-left.svg")
         );
+        let other = names.path("1:2", ".svg");
+        assert_eq!(other, PathBuf::from("icons/arrow-left-e9fa5458.svg"));
         assert_eq!(
-            namer.assign("icons/ARROW left", "1:2", ".svg"),
-            PathBuf::from("icons/arrow-left-1-2.svg")
-        );
-        assert_eq!(
-            namer.assign("Icons/Arrow Left", "1:1", ".pdf"),
+            names.path("1:1", ".pdf"),
             PathBuf::from("icons/arrow-left.pdf")
         );
-        assert_eq!(namer.collisions.len(), 1);
+        assert_eq!(names.collisions.len(), 1);
+        // Moved nodes (new order, new ids) keep their paths: before, the
+        // suffix was the node id and the plain path went to whichever came
+        // first.
+        let moved = Names::plan([("9:7", "icons/ARROW left"), ("9:3", "Icons/Arrow Left")]);
+        assert_eq!(
+            moved.path("9:3", ".svg"),
+            PathBuf::from("icons/arrow-left.svg")
+        );
+        assert_eq!(moved.path("9:7", ".svg"), other);
+        // Exact duplicates fall back to the id, and stay unique.
+        let dup = Names::plan([("1:1", "Star"), ("1:2", "Star"), ("1:3", "star")]);
+        let paths: HashSet<PathBuf> = ["1:1", "1:2", "1:3"]
+            .iter()
+            .map(|id| dup.path(id, ".svg"))
+            .collect();
+        assert_eq!(paths.len(), 3, "{paths:?}");
     }
 }
