@@ -2,7 +2,7 @@
 //! icons and images through one tower stack per kind of request, sharing
 //! one rate limiter, checkpointed item by item.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -172,6 +172,9 @@ pub enum CheckpointUse {
 pub struct Summary {
     /// What became of an earlier run's checkpoint.
     pub checkpoint: CheckpointUse,
+    /// Files an earlier complete export wrote that this one did not
+    /// (renamed or deleted in Figma), removed.
+    pub removed: Vec<PathBuf>,
     /// Files written by this run.
     pub exported: u64,
     /// Items skipped because an earlier run had done them.
@@ -777,6 +780,9 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
         checkpoint: checkpoint_use,
         ..Summary::default()
     };
+    // What this export writes, for the manifest.
+    let mut written: BTreeSet<PathBuf> = items.iter().map(|item| item.path.clone()).collect();
+    written.extend(["colors.json", "colors.css"].map(PathBuf::from));
     let mut groups: BTreeMap<(Format, u32), Vec<Item>> = BTreeMap::new();
     for item in items {
         groups
@@ -898,6 +904,27 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if summary.failed.is_empty() {
+        // Complete: what the last complete export wrote and this one did
+        // not is stale. Remove it, then record what this one wrote.
+        let (earlier, warning) = crate::manifest::read(&options.out);
+        if let Some(warning) = warning {
+            progress.println(format!("  ! {warning}"));
+        }
+        let (removed, failed) = crate::manifest::remove_stale(&options.out, &earlier, &written);
+        for (path, e) in failed {
+            progress.println(format!(
+                "  ! could not remove the stale {}: {e}",
+                path.display()
+            ));
+        }
+        if !removed.is_empty() {
+            progress.println(format!(
+                "  removed {} files an earlier export wrote that this one did not",
+                removed.len()
+            ));
+        }
+        summary.removed = removed;
+        crate::manifest::write(&options.out, &written).map_err(|e| write_failure(&e))?;
         store.remove().map_err(|e| {
             ExportError::recoverable(format!(
                 "✗ the export is complete but its checkpoint could not be removed: {e}"
@@ -943,7 +970,6 @@ fn stopped(error: ExportError, summary: &Summary) -> ExportError {
     }
 }
 
-/// 403, 404 and other client errors are fatal, with what to fix.
 /// Opens the checkpoint as `--resume` / `--restart` say: every combination
 /// of {none, valid, rejected} × {plain, `--resume`, `--resume=auto`,
 /// `--restart`} ends here.
@@ -1016,6 +1042,7 @@ fn open_checkpoint(
     }
 }
 
+/// 403, 404 and other client errors are fatal, with what to fix.
 fn check_status(response: &Response<Bytes>) -> Result<(), ExportError> {
     let status = response.status();
     if status.is_success() {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figma_export::fake::{render, FakeFile, FakeServer, Faults, FILE_KEY, TOKEN};
+use figma_export::manifest;
 use figma_export::{run, CheckpointUse, ExportError, Format, Options, Resume, Summary, Token};
 
 /// A fresh directory under the target dir, removed when dropped.
@@ -94,7 +95,7 @@ fn check_clean_export(out: &Path, file: &FakeFile) {
     let mut seen = HashSet::new();
     for (path, bytes) in &files {
         let name = path.to_string_lossy();
-        if name == "colors.json" || name == "colors.css" {
+        if name == "colors.json" || name == "colors.css" || name == manifest::MANIFEST {
             continue;
         }
         assert!(
@@ -127,6 +128,14 @@ fn check_clean_export(out: &Path, file: &FakeFile) {
     }
     let expected = file.icons.len() + 3 * file.images.len();
     assert_eq!(seen.len(), expected, "every icon and image at every scale");
+    // The manifest lists exactly what the export wrote.
+    let listed = manifest::read(out).0;
+    let on_disk: BTreeSet<PathBuf> = files
+        .keys()
+        .filter(|p| p.as_os_str() != manifest::MANIFEST)
+        .cloned()
+        .collect();
+    assert_eq!(listed, on_disk, "the manifest lists what was written");
     let colors: serde_json::Value =
         serde_json::from_slice(&files[Path::new("colors.json")]).expect("colors.json");
     let mut want = serde_json::Map::new();
@@ -613,8 +622,42 @@ async fn a_changed_file_version_is_refused_with_the_way_out() {
         summary.exported as usize,
         file.icons.len() + 3 * file.images.len()
     );
-    // (Files of the old version whose names changed stay: removing stale
-    // files needs a manifest of what the last complete run wrote.)
+    // The first run never completed, so it left no manifest: files of the
+    // old version stay (nothing says the export wrote them).
+}
+
+/// Renamed or deleted icons do not stay on disk forever: a complete export
+/// removes what the last complete one wrote and it did not, and nothing
+/// else (a file the user put in the output stays).
+#[tokio::test(start_paused = true)]
+async fn a_complete_export_removes_what_the_last_one_wrote_and_it_did_not() {
+    let scratch = Scratch::new("stale");
+    let before = server(Faults::none()).await;
+    run(options(&before, &scratch.out()))
+        .await
+        .expect("first export");
+    let first: BTreeSet<PathBuf> = tree(&scratch.out()).into_keys().collect();
+    fs::write(scratch.out().join("icons").join("notes.txt"), b"mine").expect("a user file");
+    // The designers renamed and deleted things: another file.
+    let after = FakeServer::start(FakeFile::generate(SEED + 1), Faults::none())
+        .await
+        .expect("server");
+    let summary = run(options(&after, &scratch.out()))
+        .await
+        .expect("second export");
+    let mut now: BTreeSet<PathBuf> = tree(&scratch.out()).into_keys().collect();
+    assert!(
+        now.remove(Path::new("icons/notes.txt")),
+        "the user's file stays"
+    );
+    let stale: BTreeSet<PathBuf> = first.difference(&now).cloned().collect();
+    assert!(!stale.is_empty(), "the two files differ in names");
+    assert_eq!(
+        summary.removed.iter().cloned().collect::<BTreeSet<_>>(),
+        stale
+    );
+    fs::remove_file(scratch.out().join("icons").join("notes.txt")).expect("clean");
+    check_clean_export(&scratch.out(), &after.file());
 }
 
 /// The checkpoint states a user meets, made on disk by a real stopped run.
