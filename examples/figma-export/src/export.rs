@@ -411,8 +411,11 @@ fn parse_file(body: &[u8]) -> Result<FileInfo, ExportError> {
     let mut color_nodes = BTreeMap::new();
     let mut icons = Vec::new();
     let mut images = Vec::new();
-    let mut stack: Vec<(&Value, String)> = vec![(&file["document"], String::new())];
-    while let Some((node, page)) = stack.pop() {
+    // Each node with its page's name and, inside a component set, the
+    // set's name.
+    let mut stack: Vec<(&Value, String, Option<String>)> =
+        vec![(&file["document"], String::new(), None)];
+    while let Some((node, page, set)) = stack.pop() {
         let kind = node["type"].as_str().unwrap_or("");
         let id = node["id"].as_str().unwrap_or("").to_string();
         let name = node["name"].as_str().unwrap_or("").to_string();
@@ -426,14 +429,26 @@ fn parse_file(body: &[u8]) -> Result<FileInfo, ExportError> {
             }
         }
         if kind == "COMPONENT" {
-            icons.push((id.clone(), name.clone()));
+            // A variant is named by its properties only ("Size=24,
+            // State=Default"): put its set's name first, so that the file
+            // is `button/size-24-state-default`.
+            let full = match &set {
+                Some(set) => format!("{set}/{name}"),
+                None => name.clone(),
+            };
+            icons.push((id.clone(), full));
         } else if kind == "FRAME" && page == "Images" {
             images.push((id.clone(), name.clone()));
         }
+        let set = if kind == "COMPONENT_SET" {
+            Some(name.clone())
+        } else {
+            set
+        };
         let page = if kind == "CANVAS" { name } else { page };
         if let Some(children) = node["children"].as_array() {
             for child in children.iter().rev() {
-                stack.push((child, page.clone()));
+                stack.push((child, page.clone(), set.clone()));
             }
         }
     }

@@ -141,8 +141,11 @@ pub struct FakeFile {
     pub version: String,
     /// Color swatches: node, style name, RGBA.
     pub colors: Vec<(FakeNode, String, [f64; 4])>,
-    /// Icon components.
+    /// Icon components (variants included).
     pub icons: Vec<FakeNode>,
+    /// Component sets: the set's node, and the ids of its variants (which
+    /// are also in `icons`, named by their properties, as Figma names them).
+    pub sets: Vec<(FakeNode, Vec<String>)>,
     /// Image frames.
     pub images: Vec<FakeNode>,
 }
@@ -167,7 +170,7 @@ const AWKWARD: &[&str] = &[
 ];
 
 impl FakeFile {
-    /// A realistic file: 56 colors, 300 icons, 20 images, with awkward
+    /// A realistic file: 56 colors, 304 icons (three of them variants of a component set), 20 images, with awkward
     /// names mixed in.
     pub fn generate(seed: u64) -> Self {
         let mut rng = Rng::new(seed);
@@ -220,6 +223,30 @@ impl FakeFile {
                 name,
             });
         }
+        // A component set: variants named by their properties only.
+        let mut variants = Vec::new();
+        for (i, variant) in [
+            "Size=16, State=Default",
+            "Size=16, State=Hover",
+            "Size=24, State=Default",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = format!("4:{}", i + 1);
+            icons.push(FakeNode {
+                id: id.clone(),
+                name: variant.into(),
+            });
+            variants.push(id);
+        }
+        let sets = vec![(
+            FakeNode {
+                id: "4:0".into(),
+                name: "Button".into(),
+            },
+            variants,
+        )];
         let mut long = "Very long name ".repeat(30);
         long.push_str("end");
         icons.push(FakeNode {
@@ -242,6 +269,7 @@ impl FakeFile {
             version: format!("{}", 4_000_000_000u64 + seed % 1_000),
             colors,
             icons,
+            sets,
             images,
         }
     }
@@ -260,11 +288,24 @@ impl FakeFile {
                 })
             })
             .collect();
-        let icon_nodes: Vec<Value> = self
+        let in_set = |id: &str| self.sets.iter().any(|(_, v)| v.iter().any(|x| x == id));
+        let component =
+            |n: &FakeNode| json!({"id": n.id, "name": n.name, "type": "COMPONENT", "children": []});
+        let mut icon_nodes: Vec<Value> = self
             .icons
             .iter()
-            .map(|n| json!({"id": n.id, "name": n.name, "type": "COMPONENT", "children": []}))
+            .filter(|n| !in_set(&n.id))
+            .map(component)
             .collect();
+        for (set, variants) in &self.sets {
+            let children: Vec<Value> = self
+                .icons
+                .iter()
+                .filter(|n| variants.contains(&n.id))
+                .map(component)
+                .collect();
+            icon_nodes.push(json!({"id": set.id, "name": set.name, "type": "COMPONENT_SET", "children": children}));
+        }
         let image_nodes: Vec<Value> = self
             .images
             .iter()

@@ -557,8 +557,8 @@ async fn a_config_file_holds_what_the_flags_hold() {
     let lines: Vec<&str> = listing.lines().collect();
     assert_eq!(
         lines.len(),
-        301,
-        "301 icons as PDF, no PNG (formats from the file)"
+        304,
+        "304 icons as PDF, no PNG (formats from the file)"
     );
     assert!(lines.iter().all(|l| l.contains(".pdf ← ")), "{}", lines[0]);
     assert!(!scratch.out().exists(), "a dry run writes nothing");
@@ -863,4 +863,28 @@ fn verbose_shows_the_crates_events() {
     assert!(loud.contains("throttled by the server"), "{loud}");
     let quiet = run(false);
     assert!(!quiet.contains("steadfast_"), "{quiet}");
+}
+
+/// Variants (a COMPONENT_SET's children, named by their properties) are
+/// named `set/property-value…`, not by their properties alone.
+#[tokio::test(start_paused = true)]
+async fn variants_are_named_after_their_set() {
+    let scratch = Scratch::new("variants");
+    let server = server(Faults::none()).await;
+    run(options(&server, &scratch.out())).await.expect("export");
+    let files = tree(&scratch.out());
+    for variant in [
+        "icons/button/size-16-state-default.svg",
+        "icons/button/size-16-state-hover.svg",
+        "icons/button/size-24-state-default.svg",
+    ] {
+        assert!(
+            files.contains_key(Path::new(variant)),
+            "{variant}: {:?}",
+            files
+                .keys()
+                .filter(|p| p.to_string_lossy().contains("size"))
+                .collect::<Vec<_>>()
+        );
+    }
 }
