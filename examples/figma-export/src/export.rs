@@ -129,6 +129,8 @@ pub struct Options {
     pub quiet: bool,
     /// List what would be exported, write nothing.
     pub dry_run: bool,
+    /// Which pages and frames hold icons and images.
+    pub filters: crate::filter::Filters,
     /// The API's base URL.
     pub api_url: String,
     /// The token.
@@ -393,6 +395,8 @@ impl Item {
 
 /// The file's parts the export uses.
 struct FileInfo {
+    /// What the filters found nothing for, with the file's pages.
+    warnings: Vec<String>,
     version: String,
     /// Nodes carrying a FILL style: node id → style name.
     color_nodes: BTreeMap<String, String>,
@@ -400,7 +404,7 @@ struct FileInfo {
     images: Vec<(String, String)>,
 }
 
-fn parse_file(body: &[u8]) -> Result<FileInfo, ExportError> {
+fn parse_file(body: &[u8], filters: &crate::filter::Filters) -> Result<FileInfo, ExportError> {
     let file: Value = serde_json::from_slice(body).map_err(|e| {
         ExportError::fatal(format!(
             "✗ Figma's answer is not JSON ({e}); check --api-url"
@@ -411,11 +415,12 @@ fn parse_file(body: &[u8]) -> Result<FileInfo, ExportError> {
     let mut color_nodes = BTreeMap::new();
     let mut icons = Vec::new();
     let mut images = Vec::new();
-    // Each node with its page's name and, inside a component set, the
-    // set's name.
-    let mut stack: Vec<(&Value, String, Option<String>)> =
-        vec![(&file["document"], String::new(), None)];
-    while let Some((node, page, set)) = stack.pop() {
+    // Each node with its page's name, the names of the frames (and
+    // sections) around it and, inside a component set, the set's name.
+    let mut stack: Vec<(&Value, String, Vec<String>, Option<String>)> =
+        vec![(&file["document"], String::new(), Vec::new(), None)];
+    let mut pages = Vec::new();
+    while let Some((node, page, frames, set)) = stack.pop() {
         let kind = node["type"].as_str().unwrap_or("");
         let id = node["id"].as_str().unwrap_or("").to_string();
         let name = node["name"].as_str().unwrap_or("").to_string();
@@ -428,7 +433,10 @@ fn parse_file(body: &[u8]) -> Result<FileInfo, ExportError> {
                 color_nodes.insert(id.clone(), style_name);
             }
         }
-        if kind == "COMPONENT" {
+        let icon_here = filters.icons_page.matches(&page)
+            && (filters.icons_frame.is_any()
+                || frames.iter().any(|f| filters.icons_frame.matches(f)));
+        if kind == "COMPONENT" && icon_here {
             // A variant is named by its properties only ("Size=24,
             // State=Default"): put its set's name first, so that the file
             // is `button/size-24-state-default`.
@@ -437,9 +445,19 @@ fn parse_file(body: &[u8]) -> Result<FileInfo, ExportError> {
                 None => name.clone(),
             };
             icons.push((id.clone(), full));
-        } else if kind == "FRAME" && page == "Images" {
+        } else if kind == "FRAME" && filters.images_page.matches(&page) {
             images.push((id.clone(), name.clone()));
         }
+        if kind == "CANVAS" {
+            pages.push(name.clone());
+        }
+        let frames = if matches!(kind, "FRAME" | "SECTION") {
+            let mut inner = frames.clone();
+            inner.push(name.clone());
+            inner
+        } else {
+            frames
+        };
         let set = if kind == "COMPONENT_SET" {
             Some(name.clone())
         } else {
@@ -448,13 +466,30 @@ fn parse_file(body: &[u8]) -> Result<FileInfo, ExportError> {
         let page = if kind == "CANVAS" { name } else { page };
         if let Some(children) = node["children"].as_array() {
             for child in children.iter().rev() {
-                stack.push((child, page.clone(), set.clone()));
+                stack.push((child, page.clone(), frames.clone(), set.clone()));
             }
         }
     }
     icons.sort_by(|a, b| node_order(&a.0, &b.0));
     images.sort_by(|a, b| node_order(&a.0, &b.0));
+    let mut warnings = Vec::new();
+    if icons.is_empty() {
+        warnings.push(format!(
+            "no icons: no components on pages matching --icons-page {} (and frames matching --icons-frame {}); the file's pages are: {}",
+            filters.icons_page,
+            filters.icons_frame,
+            pages.join(", ")
+        ));
+    }
+    if images.is_empty() {
+        warnings.push(format!(
+            "no images: no frames on pages matching --images-page {}; the file's pages are: {}",
+            filters.images_page,
+            pages.join(", ")
+        ));
+    }
     Ok(FileInfo {
+        warnings,
         version,
         color_nodes,
         icons,
@@ -598,7 +633,11 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     progress.println(format!("GET /v1/files/{}", options.file_key));
     spinner.set_message(format!("GET /v1/files/{}", options.file_key));
     let body = api_get(format!("/v1/files/{}", options.file_key)).await?;
-    let file = parse_file(&body)?;
+    let file = parse_file(&body, &options.filters)?;
+    for warning in &file.warnings {
+        progress.println(format!("  ! {warning}"));
+        tracing::warn!(target: "figma_export", "{warning}");
+    }
     // The color styles' values, from their nodes (`/nodes`, in batches).
     let mut colors = BTreeMap::new();
     let color_ids: Vec<(String, String)> = file.color_nodes.clone().into_iter().collect();

@@ -343,6 +343,14 @@ impl FakeFile {
                 {"id": "0:1", "name": "Colors", "type": "CANVAS", "children": color_nodes},
                 {"id": "0:2", "name": "Icons", "type": "CANVAS", "children": icon_nodes},
                 {"id": "0:3", "name": "Images", "type": "CANVAS", "children": image_nodes},
+                // Documentation: components and frames that are neither
+                // icons nor images by default.
+                {"id": "0:4", "name": "Docs", "type": "CANVAS", "children": [
+                    {"id": "5:1", "name": "Usage card", "type": "COMPONENT", "children": []},
+                    {"id": "5:2", "name": "Examples", "type": "FRAME", "children": [
+                        {"id": "5:3", "name": "Example button", "type": "COMPONENT", "children": []},
+                    ]},
+                ]},
             ]},
             "components": components,
             "styles": styles,

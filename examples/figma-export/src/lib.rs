@@ -6,6 +6,7 @@
 
 pub mod export;
 pub mod fake;
+pub mod filter;
 pub mod manifest;
 pub mod names;
 

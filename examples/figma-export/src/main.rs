@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use figma_export::fake::{FakeFile, FakeServer, Faults, FILE_KEY, TOKEN};
+use figma_export::filter::{Filters, Globs};
 use figma_export::{run, Format, Options, Resume, Token, FIGMA_API};
 use steadfast_ratelimit::{Per, Rate};
 
@@ -26,6 +27,16 @@ struct Cli {
     /// Output directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Pages whose components are icons: globs, comma-separated, matched
+    /// case-insensitively [default: Icons].
+    #[arg(long, value_delimiter = ',', value_name = "GLOB")]
+    icons_page: Option<Vec<String>>,
+    /// Frames or sections (at any depth) whose components are icons [default: *, any or none].
+    #[arg(long, value_delimiter = ',', value_name = "GLOB")]
+    icons_frame: Option<Vec<String>>,
+    /// Pages whose frames are images [default: Images].
+    #[arg(long, value_delimiter = ',', value_name = "GLOB")]
+    images_page: Option<Vec<String>>,
     /// Formats: svg and pdf for icons, png for images [default: svg,png].
     #[arg(long, value_delimiter = ',')]
     formats: Option<Vec<Format>>,
@@ -153,6 +164,9 @@ struct FileConfig {
     timeout: Option<u64>,
     fail_fast: Option<bool>,
     api_url: Option<String>,
+    icons_page: Option<Vec<String>>,
+    icons_frame: Option<Vec<String>>,
+    images_page: Option<Vec<String>>,
 }
 
 fn load_config(path: &std::path::Path) -> Result<FileConfig, String> {
@@ -274,6 +288,17 @@ async fn async_main(cli: Cli) -> ExitCode {
         verbose: cli.verbose,
         quiet: cli.quiet,
         dry_run: cli.dry_run,
+        filters: {
+            let defaults = Filters::default();
+            let pick = |flag: Option<Vec<String>>, file: Option<Vec<String>>, default: Globs| {
+                flag.or(file).map_or(default, Globs::new)
+            };
+            Filters {
+                icons_page: pick(cli.icons_page, config.icons_page, defaults.icons_page),
+                icons_frame: pick(cli.icons_frame, config.icons_frame, defaults.icons_frame),
+                images_page: pick(cli.images_page, config.images_page, defaults.images_page),
+            }
+        },
         api_url,
         token: Token::new(token),
     };

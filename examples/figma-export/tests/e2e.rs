@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figma_export::fake::{render, FakeFile, FakeServer, Faults, FILE_KEY, TOKEN};
+use figma_export::filter::{Filters, Globs};
 use figma_export::manifest;
 use figma_export::{run, CheckpointUse, ExportError, Format, Options, Resume, Summary, Token};
 
@@ -53,6 +54,7 @@ fn options(server: &FakeServer, out: &Path) -> Options {
         verbose: false,
         quiet: true,
         dry_run: false,
+        filters: Filters::default(),
         api_url: server.url(),
         token: Token::new(TOKEN.into()),
     }
@@ -533,7 +535,9 @@ async fn a_config_file_holds_what_the_flags_hold() {
         ),
     )
     .expect("write config");
+    let first_config = config.clone();
     let output = tokio::task::spawn_blocking(move || {
+        let config = first_config;
         std::process::Command::new(env!("CARGO_BIN_EXE_figma-export"))
             .args([
                 "--config",
@@ -562,6 +566,32 @@ async fn a_config_file_holds_what_the_flags_hold() {
     );
     assert!(lines.iter().all(|l| l.contains(".pdf ← ")), "{}", lines[0]);
     assert!(!scratch.out().exists(), "a dry run writes nothing");
+
+    // The filters too.
+    let mut text = fs::read_to_string(&config).expect("read config");
+    text.push_str("icons-page = [\"Do*\"]\nicons-frame = [\"Examples\"]\n");
+    fs::write(&config, text).expect("write config");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_figma-export"))
+            .args([
+                "--config",
+                config.to_str().expect("utf-8"),
+                "--dry-run",
+                "--quiet",
+            ])
+            .env("FIGMA_TOKEN", TOKEN)
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join");
+    let listing = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        listing.lines().collect::<Vec<_>>(),
+        ["icons/example-button.pdf ← 5:3 pdf@1x"],
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -887,4 +917,68 @@ async fn variants_are_named_after_their_set() {
                 .collect::<Vec<_>>()
         );
     }
+}
+
+/// Icons come from the page named "Icons" by default (a documentation
+/// page's components are not icons); `--icons-page`, `--icons-frame` and
+/// `--images-page` choose others, with globs.
+#[tokio::test(start_paused = true)]
+async fn page_and_frame_filters_choose_what_is_exported() {
+    let server = server(Faults::none()).await;
+    let file = server.file();
+    let icons_of = |out: &Path| -> BTreeSet<PathBuf> {
+        tree(out)
+            .into_keys()
+            .filter(|p| p.starts_with("icons") && p.extension().is_some_and(|e| e == "svg"))
+            .collect()
+    };
+    // Default: the Docs page's components are left out.
+    let scratch = Scratch::new("filters-default");
+    run(options(&server, &scratch.out())).await.expect("export");
+    let default_icons = icons_of(&scratch.out());
+    assert_eq!(default_icons.len(), file.icons.len());
+    assert!(!default_icons.contains(Path::new("icons/usage-card.svg")));
+
+    // Every page.
+    let scratch = Scratch::new("filters-any");
+    let mut any = options(&server, &scratch.out());
+    any.filters.icons_page = Globs::new(["*"]);
+    run(any).await.expect("export");
+    let all = icons_of(&scratch.out());
+    assert_eq!(all.len(), file.icons.len() + 2);
+    assert!(all.contains(Path::new("icons/usage-card.svg")));
+
+    // One page, one frame, with globs and any case.
+    let scratch = Scratch::new("filters-frame");
+    let mut framed = options(&server, &scratch.out());
+    framed.filters.icons_page = Globs::new(["do*"]);
+    framed.filters.icons_frame = Globs::new(["EXAMPLE?"]);
+    framed.filters.images_page = Globs::new(["Docs"]);
+    run(framed).await.expect("export");
+    assert_eq!(
+        icons_of(&scratch.out()),
+        BTreeSet::from([PathBuf::from("icons/example-button.svg")])
+    );
+    let images: BTreeSet<PathBuf> = tree(&scratch.out())
+        .into_keys()
+        .filter(|p| p.starts_with("images"))
+        .collect();
+    assert_eq!(
+        images,
+        BTreeSet::from(
+            [
+                "images/examples.png",
+                "images/examples@2x.png",
+                "images/examples@3x.png"
+            ]
+            .map(PathBuf::from)
+        )
+    );
+
+    // Nothing found: a warning naming the pages, not a silent empty export.
+    let scratch = Scratch::new("filters-none");
+    let mut none = options(&server, &scratch.out());
+    none.filters.icons_page = Globs::new(["Nope"]);
+    let summary = run(none).await.expect("an export of images only");
+    assert_eq!(summary.exported as usize, 3 * file.images.len());
 }
