@@ -747,6 +747,9 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
         "formats": options.formats,
         "scales": options.scales,
         "naming": 2,
+        "icons_page": options.filters.icons_page.to_string(),
+        "icons_frame": options.filters.icons_frame.to_string(),
+        "images_page": options.filters.images_page.to_string(),
     }))
     .map_err(|e| ExportError::fatal(format!("✗ {e}")))?;
     let config = Config::new(&options.out, &options.file_key, hash)
