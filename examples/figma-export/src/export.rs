@@ -31,6 +31,7 @@ use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
 use crate::names::Names;
+use crate::tokens::{color_files, Color, TokensFormat};
 
 /// The Figma API.
 pub const FIGMA_API: &str = "https://api.figma.com";
@@ -129,6 +130,8 @@ pub struct Options {
     pub quiet: bool,
     /// List what would be exported, write nothing.
     pub dry_run: bool,
+    /// Which `colors.json` to write.
+    pub tokens_format: TokensFormat,
     /// Which pages and frames hold icons and images.
     pub filters: crate::filter::Filters,
     /// The API's base URL.
@@ -503,7 +506,7 @@ fn parse_file(body: &[u8], filters: &crate::filter::Filters) -> Result<FileInfo,
 fn parse_color_nodes(
     body: &[u8],
     wanted: &BTreeMap<String, String>,
-    colors: &mut BTreeMap<String, String>,
+    colors: &mut BTreeMap<String, Color>,
 ) -> Result<Vec<String>, ExportError> {
     let answer: Value = serde_json::from_slice(body).map_err(|e| {
         ExportError::recoverable(format!(
@@ -514,7 +517,7 @@ fn parse_color_nodes(
     for (id, style) in wanted {
         let paint = &answer["nodes"][id]["document"]["fills"][0];
         if paint["type"].as_str() == Some("SOLID") {
-            colors.insert(style.clone(), css_color(paint));
+            colors.insert(id.clone(), solid_color(style, paint));
         } else {
             missing.push(id.clone());
         }
@@ -531,35 +534,16 @@ fn node_order(a: &str, b: &str) -> std::cmp::Ordering {
     parse(a).cmp(&parse(b)).then_with(|| a.cmp(b))
 }
 
-/// `#rrggbb` or `#rrggbbaa`, alpha = color.a × opacity.
-fn css_color(paint: &Value) -> String {
-    let channel = |v: &Value| (v.as_f64().unwrap_or(0.0).clamp(0.0, 1.0) * 255.0).round() as u8;
+/// A SOLID paint as a [`Color`]: alpha = color.a × opacity.
+fn solid_color(name: &str, paint: &Value) -> Color {
+    let channel = |v: &Value| v.as_f64().unwrap_or(0.0).clamp(0.0, 1.0);
     let c = &paint["color"];
     let alpha = c["a"].as_f64().unwrap_or(1.0) * paint["opacity"].as_f64().unwrap_or(1.0);
-    let (r, g, b) = (channel(&c["r"]), channel(&c["g"]), channel(&c["b"]));
-    if alpha >= 1.0 {
-        format!("#{r:02x}{g:02x}{b:02x}")
-    } else {
-        let a = (alpha.clamp(0.0, 1.0) * 255.0).round() as u8;
-        format!("#{r:02x}{g:02x}{b:02x}{a:02x}")
+    Color {
+        name: name.to_string(),
+        rgb: [channel(&c["r"]), channel(&c["g"]), channel(&c["b"])],
+        alpha: alpha.clamp(0.0, 1.0),
     }
-}
-
-/// `colors.json` (design tokens) and `colors.css` (custom properties).
-fn color_files(colors: &BTreeMap<String, String>) -> (Vec<u8>, Vec<u8>) {
-    let tokens: BTreeMap<&String, Value> = colors
-        .iter()
-        .map(|(name, value)| (name, serde_json::json!({"$type": "color", "$value": value})))
-        .collect();
-    let mut json = serde_json::to_vec_pretty(&tokens).unwrap_or_default();
-    json.push(b'\n');
-    let mut css = String::from(":root {\n");
-    for (name, value) in colors {
-        let var: Vec<String> = name.split('/').map(crate::names::slug).collect();
-        css.push_str(&format!("  --{}: {value};\n", var.join("-")));
-    }
-    css.push_str("}\n");
-    (json, css.into_bytes())
 }
 
 /// Runs an export.
@@ -796,7 +780,16 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     }
 
     // 4. Colors: two small files, written atomically.
-    let (json, css) = color_files(&colors);
+    // By name, then by node: a stable order, duplicates kept.
+    let mut palette: Vec<(&String, &Color)> = colors.iter().collect();
+    palette
+        .sort_by(|(a_id, a), (b_id, b)| a.name.cmp(&b.name).then_with(|| node_order(a_id, b_id)));
+    let palette: Vec<Color> = palette.into_iter().map(|(_, c)| c.clone()).collect();
+    let files = color_files(&palette, options.tokens_format);
+    for warning in &files.warnings {
+        progress.println(format!("  ! {warning}"));
+    }
+    let (json, css) = (files.json, files.css);
     for (name, bytes) in [("colors.json", json), ("colors.css", css)] {
         steadfast_atomicfs::write(options.out.join(name), bytes).map_err(|e| write_failure(&e))?;
     }

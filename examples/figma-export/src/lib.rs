@@ -9,6 +9,7 @@ pub mod fake;
 pub mod filter;
 pub mod manifest;
 pub mod names;
+pub mod tokens;
 
 pub use export::{
     run, CheckpointUse, ExportError, Format, Options, Resume, Summary, Token, FIGMA_API,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use figma_export::fake::{FakeFile, FakeServer, Faults, FILE_KEY, TOKEN};
 use figma_export::filter::{Filters, Globs};
+use figma_export::tokens::TokensFormat;
 use figma_export::{run, Format, Options, Resume, Token, FIGMA_API};
 use steadfast_ratelimit::{Per, Rate};
 
@@ -27,6 +28,10 @@ struct Cli {
     /// Output directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// The colors.json format: dtcg (DTCG 2025.10, nested groups,
+    /// structured colors) or legacy (the flat draft) [default: dtcg].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    tokens_format: Option<TokensArg>,
     /// Pages whose components are icons: globs, comma-separated, matched
     /// case-insensitively [default: Icons].
     #[arg(long, value_delimiter = ',', value_name = "GLOB")]
@@ -139,6 +144,16 @@ fn main() -> ExitCode {
     runtime.block_on(async_main(cli))
 }
 
+/// `--tokens-format`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum TokensArg {
+    /// DTCG 2025.10.
+    Dtcg,
+    /// The flat draft format of earlier versions.
+    Legacy,
+}
+
 /// `--resume` (on) or `--resume=auto`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum ResumeArg {
@@ -167,6 +182,7 @@ struct FileConfig {
     icons_page: Option<Vec<String>>,
     icons_frame: Option<Vec<String>>,
     images_page: Option<Vec<String>>,
+    tokens_format: Option<TokensArg>,
 }
 
 fn load_config(path: &std::path::Path) -> Result<FileConfig, String> {
@@ -288,6 +304,10 @@ async fn async_main(cli: Cli) -> ExitCode {
         verbose: cli.verbose,
         quiet: cli.quiet,
         dry_run: cli.dry_run,
+        tokens_format: match cli.tokens_format.or(config.tokens_format) {
+            Some(TokensArg::Legacy) => TokensFormat::Legacy,
+            Some(TokensArg::Dtcg) | None => TokensFormat::Dtcg2025,
+        },
         filters: {
             let defaults = Filters::default();
             let pick = |flag: Option<Vec<String>>, file: Option<Vec<String>>, default: Globs| {

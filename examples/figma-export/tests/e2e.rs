@@ -55,6 +55,7 @@ fn options(server: &FakeServer, out: &Path) -> Options {
         quiet: true,
         dry_run: false,
         filters: Filters::default(),
+        tokens_format: figma_export::tokens::TokensFormat::default(),
         api_url: server.url(),
         token: Token::new(TOKEN.into()),
     }
@@ -140,18 +141,23 @@ fn check_clean_export(out: &Path, file: &FakeFile) {
     assert_eq!(listed, on_disk, "the manifest lists what was written");
     let colors: serde_json::Value =
         serde_json::from_slice(&files[Path::new("colors.json")]).expect("colors.json");
+    // DTCG 2025.10: nested by the `/` in the style names, structured values.
     let mut want = serde_json::Map::new();
     for (_, name, [r, g, b, a]) in &file.colors {
         let hex = |v: f64| format!("{:02x}", (v * 255.0).round() as u8);
-        let value = if *a >= 1.0 {
-            format!("#{}{}{}", hex(*r), hex(*g), hex(*b))
-        } else {
-            format!("#{}{}{}{}", hex(*r), hex(*g), hex(*b), hex(*a))
-        };
-        want.insert(
-            name.clone(),
-            serde_json::json!({"$type": "color", "$value": value}),
-        );
+        let round = |v: f64| (v * 10_000.0).round() / 10_000.0;
+        let token = serde_json::json!({"$type": "color", "$value": {
+            "colorSpace": "srgb",
+            "components": [round(*r), round(*g), round(*b)],
+            "alpha": round(*a),
+            "hex": format!("#{}{}{}", hex(*r), hex(*g), hex(*b)),
+        }});
+        let (group, leaf) = name.split_once('/').expect("group/shade");
+        want.entry(group.to_string())
+            .or_insert_with(|| serde_json::json!({}))
+            .as_object_mut()
+            .expect("group")
+            .insert(leaf.to_string(), token);
     }
     assert_eq!(colors, serde_json::Value::Object(want), "colors.json exact");
 }
