@@ -105,6 +105,24 @@ async fn per_item(store: Arc<Mutex<FileStore<()>>>, key: String) -> usize {
     response
 }
 
+/// Runs 1,000 calls at once, with keys never used before, and waits for
+/// them all.
+async fn thousand<F, Fut>(next: &mut u64, call: F)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let first = *next;
+    *next += 1000;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in first..first + 1000 {
+        tasks.spawn(call(key(i)));
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+}
+
 fn layer_1000_items(c: &mut Criterion) {
     let mut group = c.benchmark_group("checkpoint_layer_1000_items");
     group.sample_size(10);
@@ -122,17 +140,12 @@ fn layer_1000_items(c: &mut Criterion) {
     let mut next = 0u64;
     group.bench_function("steadfast", |b| {
         b.iter(|| {
-            let first = next;
-            next += 1000;
-            rt.block_on(async {
-                let mut tasks = tokio::task::JoinSet::new();
-                for i in first..first + 1000 {
-                    tasks.spawn(service.clone().oneshot(key(i)));
+            rt.block_on(thousand(&mut next, |key| {
+                let call = service.clone().oneshot(key);
+                async move {
+                    call.await.expect("recorded");
                 }
-                while let Some(done) = tasks.join_next().await {
-                    done.expect("task").expect("recorded");
-                }
-            });
+            }))
         });
     });
 
@@ -140,17 +153,12 @@ fn layer_1000_items(c: &mut Criterion) {
     let mut next = 0u64;
     group.bench_function("per_item", |b| {
         b.iter(|| {
-            let first = next;
-            next += 1000;
-            rt.block_on(async {
-                let mut tasks = tokio::task::JoinSet::new();
-                for i in first..first + 1000 {
-                    tasks.spawn(per_item(Arc::clone(&store), key(i)));
+            rt.block_on(thousand(&mut next, |key| {
+                let call = per_item(Arc::clone(&store), key);
+                async move {
+                    call.await;
                 }
-                while let Some(done) = tasks.join_next().await {
-                    done.expect("task");
-                }
-            });
+            }))
         });
     });
     group.finish();

@@ -527,6 +527,21 @@ fn usage_errors_exit_2_and_say_what_is_accepted() {
     assert!(err.contains("surprise"), "names the unknown key: {err}");
 }
 
+/// `figma-export --config <config> --dry-run --quiet`, off the runtime.
+async fn dry_run_with_config(config: PathBuf) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_figma-export"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--dry-run", "--quiet"])
+            .env("FIGMA_TOKEN", TOKEN)
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_file_holds_what_the_flags_hold() {
     let scratch = Scratch::new("config");
@@ -541,22 +556,7 @@ async fn a_config_file_holds_what_the_flags_hold() {
         ),
     )
     .expect("write config");
-    let first_config = config.clone();
-    let output = tokio::task::spawn_blocking(move || {
-        let config = first_config;
-        std::process::Command::new(env!("CARGO_BIN_EXE_figma-export"))
-            .args([
-                "--config",
-                config.to_str().expect("utf-8"),
-                "--dry-run",
-                "--quiet",
-            ])
-            .env("FIGMA_TOKEN", TOKEN)
-            .output()
-            .expect("run")
-    })
-    .await
-    .expect("join");
+    let output = dry_run_with_config(config.clone()).await;
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -577,20 +577,7 @@ async fn a_config_file_holds_what_the_flags_hold() {
     let mut text = fs::read_to_string(&config).expect("read config");
     text.push_str("icons-page = [\"Do*\"]\nicons-frame = [\"Examples\"]\n");
     fs::write(&config, text).expect("write config");
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_figma-export"))
-            .args([
-                "--config",
-                config.to_str().expect("utf-8"),
-                "--dry-run",
-                "--quiet",
-            ])
-            .env("FIGMA_TOKEN", TOKEN)
-            .output()
-            .expect("run")
-    })
-    .await
-    .expect("join");
+    let output = dry_run_with_config(config).await;
     let listing = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
         listing.lines().collect::<Vec<_>>(),
