@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,22 +15,23 @@ use http_body_util::{BodyExt, Empty};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use steadfast_atomicfs::{Disk, PersistError, PersistLayer, Persisted};
 use steadfast_backoff::{
-    Action, DefaultErrors, ErrorKind as RetryKind, HttpPolicy, Jitter, Reason, Replay, Retrier,
-    RetryError, RetryLayer, Schedule,
+    Action, HttpPolicy, Jitter, Reason, Replay, Retrier, RetryError, RetryLayer, Schedule,
 };
-use steadfast_checkpoint::{
-    config_hash, CheckpointError, CheckpointLayer, Checkpointed, Config, FileStore, Opened,
-};
-use steadfast_http::{Classifier, Verdict};
-use steadfast_ratelimit::{Rate, RateLimitError, RateLimitLayer, TokenBucket};
+use steadfast_checkpoint::{config_hash, CheckpointError, CheckpointLayer, Checkpointed, Config};
+use steadfast_ratelimit::{Rate, RateLimitLayer, TokenBucket};
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
+use crate::error::{
+    api_failure, download_failure, stopped, write_failure, ExportError, RESUME_HINT,
+};
+use crate::figma::{api_errors, check_status, node_order, parse_color_nodes, parse_file};
 use crate::names::Names;
+use crate::progress::{Counters, Progress};
+use crate::resume::{open_checkpoint, CheckpointUse, Resume};
 use crate::tokens::{color_files, Color, TokensFormat};
 
 /// The Figma API.
@@ -140,38 +141,6 @@ pub struct Options {
     pub token: Token,
 }
 
-/// What to do with an earlier run's checkpoint (`--resume`, `--resume=auto`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Resume {
-    /// Refuse to run over one, saying how to go on (the default).
-    #[default]
-    Off,
-    /// Continue it (`--resume`); one that cannot be continued is refused.
-    On,
-    /// Continue it when valid, else start over, saying why (`--resume=auto`,
-    /// for CI loops).
-    Auto,
-}
-
-/// What became of an earlier run's checkpoint.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum CheckpointUse {
-    /// There was none.
-    #[default]
-    Fresh,
-    /// It was continued: `done` items were already exported.
-    Resumed {
-        /// Items the earlier run finished.
-        done: usize,
-    },
-    /// It was discarded (`--restart`, or `--resume=auto` on one that could
-    /// not be continued).
-    StartedOver {
-        /// Why: "--restart", or the reason it could not be continued.
-        reason: String,
-    },
-}
-
 /// What an export did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -195,46 +164,6 @@ pub struct Summary {
     /// Wall time.
     pub elapsed: Duration,
 }
-
-/// Why an export stopped, with its exit code.
-#[derive(Debug)]
-pub struct ExportError {
-    /// 2 usage, 3 recoverable (resume later), 4 fatal.
-    pub code: i32,
-    /// What to tell the user, with the next step.
-    pub message: String,
-}
-
-impl ExportError {
-    fn usage(message: impl Into<String>) -> Self {
-        Self {
-            code: 2,
-            message: message.into(),
-        }
-    }
-
-    fn recoverable(message: impl Into<String>) -> Self {
-        Self {
-            code: 3,
-            message: message.into(),
-        }
-    }
-
-    fn fatal(message: impl Into<String>) -> Self {
-        Self {
-            code: 4,
-            message: message.into(),
-        }
-    }
-}
-
-impl fmt::Display for ExportError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-const RESUME_HINT: &str = "Try again later, or run again with --resume";
 
 /// The HTTP client: HTTPS (rustls, Mozilla's roots) for Figma, plain HTTP
 /// for `--api-url http://…` (proxies, the demo, tests).
@@ -266,7 +195,7 @@ async fn fetch(
 
 /// One file to download and write.
 #[derive(Clone, Debug)]
-struct Download {
+pub(crate) struct Download {
     key: String,
     url: String,
     path: PathBuf,
@@ -281,7 +210,7 @@ impl Replay for Download {
 
 /// Why a download failed.
 #[derive(Debug)]
-enum DownloadError {
+pub(crate) enum DownloadError {
     Status(u16),
     Magic,
     Transport(BoxError),
@@ -312,75 +241,6 @@ fn classify_download(outcome: &Result<Bytes, DownloadError>) -> Action {
     }
 }
 
-/// Counters shared with the retry hooks.
-#[derive(Default)]
-struct Counters {
-    retried: AtomicU64,
-}
-
-/// The progress line that says why it waits.
-#[derive(Clone)]
-struct Progress {
-    bar: Arc<Mutex<ProgressBar>>,
-    quiet: bool,
-}
-
-impl Progress {
-    fn new(quiet: bool) -> Self {
-        Self {
-            bar: Arc::new(Mutex::new(ProgressBar::hidden())),
-            quiet,
-        }
-    }
-
-    fn phase(&self, label: &str, len: u64) -> ProgressBar {
-        let bar = if self.quiet {
-            ProgressBar::hidden()
-        } else {
-            let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template("{prefix:>14} [{bar:30}] {pos}/{len} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
-            bar.set_style(style);
-            bar.set_prefix(label.to_string());
-            bar
-        };
-        *self
-            .bar
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = bar.clone();
-        bar
-    }
-
-    /// Why it waits: on the bar's message, and as a line of its own when
-    /// there is no terminal to draw the bar on.
-    fn say(&self, message: String) {
-        let bar = self
-            .bar
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !self.quiet && bar.is_hidden() {
-            eprintln!("  ↻ {message}");
-        }
-        bar.set_message(message);
-    }
-
-    fn println(&self, line: String) {
-        if self.quiet {
-            return;
-        }
-        let bar = self
-            .bar
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
-    }
-}
-
 /// One item of the export.
 #[derive(Clone, Debug)]
 struct Item {
@@ -393,156 +253,6 @@ struct Item {
 impl Item {
     fn key(&self) -> String {
         format!("{}/{}@{}", self.node, self.format.name(), self.scale)
-    }
-}
-
-/// The file's parts the export uses.
-struct FileInfo {
-    /// What the filters found nothing for, with the file's pages.
-    warnings: Vec<String>,
-    version: String,
-    /// Nodes carrying a FILL style: node id → style name.
-    color_nodes: BTreeMap<String, String>,
-    icons: Vec<(String, String)>,
-    images: Vec<(String, String)>,
-}
-
-fn parse_file(body: &[u8], filters: &crate::filter::Filters) -> Result<FileInfo, ExportError> {
-    let file: Value = serde_json::from_slice(body).map_err(|e| {
-        ExportError::fatal(format!(
-            "✗ Figma's answer is not JSON ({e}); check --api-url"
-        ))
-    })?;
-    let version = file["version"].as_str().unwrap_or("").to_string();
-    let styles = file["styles"].as_object().cloned().unwrap_or_default();
-    let mut color_nodes = BTreeMap::new();
-    let mut icons = Vec::new();
-    let mut images = Vec::new();
-    // Each node with its page's name, the names of the frames (and
-    // sections) around it and, inside a component set, the set's name.
-    let mut stack: Vec<(&Value, String, Vec<String>, Option<String>)> =
-        vec![(&file["document"], String::new(), Vec::new(), None)];
-    let mut pages = Vec::new();
-    while let Some((node, page, frames, set)) = stack.pop() {
-        let kind = node["type"].as_str().unwrap_or("");
-        let id = node["id"].as_str().unwrap_or("").to_string();
-        let name = node["name"].as_str().unwrap_or("").to_string();
-        if let Some(style) = node["styles"]["fill"].as_str() {
-            let fill_style = styles
-                .get(style)
-                .filter(|s| s["styleType"].as_str() == Some("FILL"));
-            if let Some(definition) = fill_style {
-                let style_name = definition["name"].as_str().unwrap_or(&name).to_string();
-                color_nodes.insert(id.clone(), style_name);
-            }
-        }
-        let icon_here = filters.icons_page.matches(&page)
-            && (filters.icons_frame.is_any()
-                || frames.iter().any(|f| filters.icons_frame.matches(f)));
-        if kind == "COMPONENT" && icon_here {
-            // A variant is named by its properties only ("Size=24,
-            // State=Default"): put its set's name first, so that the file
-            // is `button/size-24-state-default`.
-            let full = match &set {
-                Some(set) => format!("{set}/{name}"),
-                None => name.clone(),
-            };
-            icons.push((id.clone(), full));
-        } else if kind == "FRAME" && filters.images_page.matches(&page) {
-            images.push((id.clone(), name.clone()));
-        }
-        if kind == "CANVAS" {
-            pages.push(name.clone());
-        }
-        let frames = if matches!(kind, "FRAME" | "SECTION") {
-            let mut inner = frames.clone();
-            inner.push(name.clone());
-            inner
-        } else {
-            frames
-        };
-        let set = if kind == "COMPONENT_SET" {
-            Some(name.clone())
-        } else {
-            set
-        };
-        let page = if kind == "CANVAS" { name } else { page };
-        if let Some(children) = node["children"].as_array() {
-            for child in children.iter().rev() {
-                stack.push((child, page.clone(), frames.clone(), set.clone()));
-            }
-        }
-    }
-    icons.sort_by(|a, b| node_order(&a.0, &b.0));
-    images.sort_by(|a, b| node_order(&a.0, &b.0));
-    let mut warnings = Vec::new();
-    if icons.is_empty() {
-        warnings.push(format!(
-            "no icons: no components on pages matching --icons-page {} (and frames matching --icons-frame {}); the file's pages are: {}",
-            filters.icons_page,
-            filters.icons_frame,
-            pages.join(", ")
-        ));
-    }
-    if images.is_empty() {
-        warnings.push(format!(
-            "no images: no frames on pages matching --images-page {}; the file's pages are: {}",
-            filters.images_page,
-            pages.join(", ")
-        ));
-    }
-    Ok(FileInfo {
-        warnings,
-        version,
-        color_nodes,
-        icons,
-        images,
-    })
-}
-
-/// The colors from a `/v1/files/:key/nodes` answer: each node's first
-/// SOLID fill, under its style's name. A `null` node (deleted since) is
-/// skipped.
-fn parse_color_nodes(
-    body: &[u8],
-    wanted: &BTreeMap<String, String>,
-    colors: &mut BTreeMap<String, Color>,
-) -> Result<Vec<String>, ExportError> {
-    let answer: Value = serde_json::from_slice(body).map_err(|e| {
-        ExportError::recoverable(format!(
-            "✗ /v1/files/…/nodes answered something else than JSON ({e}). {RESUME_HINT}"
-        ))
-    })?;
-    let mut missing = Vec::new();
-    for (id, style) in wanted {
-        let paint = &answer["nodes"][id]["document"]["fills"][0];
-        if paint["type"].as_str() == Some("SOLID") {
-            colors.insert(id.clone(), solid_color(style, paint));
-        } else {
-            missing.push(id.clone());
-        }
-    }
-    Ok(missing)
-}
-
-/// Node ids in numeric order ("2:10" after "2:9").
-fn node_order(a: &str, b: &str) -> std::cmp::Ordering {
-    let parse = |s: &str| -> (u64, u64) {
-        let (x, y) = s.split_once(':').unwrap_or((s, "0"));
-        (x.parse().unwrap_or(0), y.parse().unwrap_or(0))
-    };
-    parse(a).cmp(&parse(b)).then_with(|| a.cmp(b))
-}
-
-/// A SOLID paint as a [`Color`]: alpha = color.a × opacity.
-fn solid_color(name: &str, paint: &Value) -> Color {
-    let channel = |v: &Value| v.as_f64().unwrap_or(0.0).clamp(0.0, 1.0);
-    let c = &paint["color"];
-    let alpha = c["a"].as_f64().unwrap_or(1.0) * paint["opacity"].as_f64().unwrap_or(1.0);
-    Color {
-        name: name.to_string(),
-        rgb: [channel(&c["r"]), channel(&c["g"]), channel(&c["b"])],
-        alpha: alpha.clamp(0.0, 1.0),
     }
 }
 
@@ -1005,226 +715,4 @@ fn tally(joined: Finished, summary: &mut Summary) -> Result<(), ExportError> {
         }
     }
     Ok(())
-}
-
-/// The checkpoint is kept (every finished item is already recorded): say
-/// how far it got.
-fn stopped(error: ExportError, summary: &Summary) -> ExportError {
-    if error.code == 3 {
-        ExportError::recoverable(format!(
-            "{}\n  {} files written before stopping; the checkpoint is saved.",
-            error.message, summary.exported
-        ))
-    } else {
-        error
-    }
-}
-
-/// Opens the checkpoint as `--resume` / `--restart` say: every combination
-/// of {none, valid, rejected} × {plain, `--resume`, `--resume=auto`,
-/// `--restart`} ends here.
-fn open_checkpoint(
-    config: Config,
-    options: &Options,
-) -> Result<(FileStore<()>, CheckpointUse), ExportError> {
-    let locked = |holder: Option<steadfast_checkpoint::Holder>| {
-        let who = holder.map(|h| format!(" ({h})")).unwrap_or_default();
-        ExportError::recoverable(format!(
-            "✗ Another export{who} is writing to {}. Wait for it to finish, or use another --out.",
-            options.out.display()
-        ))
-    };
-    let open = |config: Config| match FileStore::<()>::open(config) {
-        Err(steadfast_checkpoint::Error::Locked { holder, .. }) => Err(locked(holder)),
-        Err(e) => Err(ExportError::recoverable(format!("✗ {e}"))),
-        Ok(opened) => Ok(opened),
-    };
-    let discard_error = |e: steadfast_checkpoint::Error| {
-        ExportError::recoverable(format!("✗ could not discard the earlier checkpoint: {e}"))
-    };
-    match open(config.clone())? {
-        Opened::Fresh(store) => Ok((store, CheckpointUse::Fresh)),
-        Opened::Resumed { store, .. } if options.restart => {
-            // Discard it (snapshot, journal, lock) and take a fresh one.
-            store.remove().map_err(discard_error)?;
-            match open(config)? {
-                Opened::Fresh(store) => Ok((
-                    store,
-                    CheckpointUse::StartedOver {
-                        reason: "--restart discarded the earlier checkpoint".into(),
-                    },
-                )),
-                _ => Err(ExportError::recoverable(
-                    "✗ Another export recreated the checkpoint while this one discarded it; run again.",
-                )),
-            }
-        }
-        Opened::Resumed { store, .. } if options.resume != Resume::Off => {
-            let done = store.completed().len();
-            Ok((store, CheckpointUse::Resumed { done }))
-        }
-        Opened::Resumed { store, .. } => {
-            let done = store.completed().len();
-            Err(ExportError::usage(format!(
-                "✗ An earlier export to {} stopped after {done} items. Run again with --resume to continue, --resume=auto to continue when possible, or --restart to start over.",
-                options.out.display()
-            )))
-        }
-        Opened::Rejected(rejected) if options.restart || options.resume == Resume::Auto => {
-            let reason = if options.restart {
-                "--restart discarded the earlier checkpoint".to_string()
-            } else {
-                format!(
-                    "the earlier checkpoint cannot be continued ({})",
-                    rejected.reason()
-                )
-            };
-            Ok((
-                rejected.discard().map_err(discard_error)?,
-                CheckpointUse::StartedOver { reason },
-            ))
-        }
-        Opened::Rejected(rejected) => Err(ExportError::usage(format!(
-            "✗ Cannot resume: {}",
-            rejected.reason()
-        ))),
-        _ => Err(ExportError::fatal("✗ unexpected checkpoint state")),
-    }
-}
-
-/// 403, 404 and other client errors are fatal, with what to fix.
-fn check_status(response: &Response<Bytes>) -> Result<(), ExportError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let err = serde_json::from_slice::<Value>(response.body())
-        .ok()
-        .and_then(|v| {
-            v["err"]
-                .as_str()
-                .or(v["message"].as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    let verdict = verdict(response);
-    if verdict.is_throttled() {
-        let wait = verdict
-            .hint()
-            .map(|h| {
-                format!(
-                    "; Figma asks to wait {} ({})",
-                    steadfast_backoff::HumanDuration(h.delay),
-                    h.source
-                )
-            })
-            .unwrap_or_default();
-        return Err(ExportError::recoverable(format!(
-            "✗ Export failed: rate limited (HTTP {}){wait}.{}\n  {RESUME_HINT}",
-            status.as_u16(),
-            figma_limits(response)
-        )));
-    }
-    Err(match status.as_u16() {
-        403 => ExportError::fatal(format!(
-            "✗ Export failed: Figma refused the token ({err}). Set FIGMA_TOKEN to a valid personal access token with file read access."
-        )),
-        404 => ExportError::fatal(format!(
-            "✗ Export failed: file not found ({err}). Check --file (the key in the file's URL) and that the token's owner can open it."
-        )),
-        400 => ExportError::fatal(format!("✗ Export failed: Figma rejected the request: {err}")),
-        code => ExportError::recoverable(format!("✗ Export failed: Figma answered {code} {err}. {RESUME_HINT}")),
-    })
-}
-
-/// How the API stack's errors are retried: the limiter's refusals are final
-/// (waiting longer is what it refused), the transport's by their kind.
-fn api_errors(error: &RateLimitError<BoxError>) -> Action {
-    match error {
-        RateLimitError::Service(e) => DefaultErrors::classify_dyn(&**e),
-        _ => Action::fail(Reason::Other("the rate limiter refused to wait")),
-    }
-}
-
-/// The shared verdict on a response: the same rules the retry policy and
-/// the rate limiter apply.
-fn verdict(response: &Response<Bytes>) -> Verdict {
-    Classifier::new().classify(
-        response.status(),
-        response.headers(),
-        std::time::SystemTime::now(),
-    )
-}
-
-/// A request the retry layer gave up on.
-fn api_failure(error: &RetryError<Response<Bytes>, RateLimitError<BoxError>>) -> ExportError {
-    let figma = match error.last() {
-        Ok(response) => figma_limits(response),
-        Err(_) => String::new(),
-    };
-    match error.kind() {
-        RetryKind::RetryAfterTooLong => ExportError::recoverable(format!(
-            "✗ Export failed: rate limited; Figma asks to wait {}, more than --max-retry-after allows.{figma}\n  {RESUME_HINT} once the wait is over.",
-            error
-                .retry_after()
-                .map(|d| steadfast_backoff::HumanDuration(d).to_string())
-                .unwrap_or_else(|| "long".into())
-        )),
-        RetryKind::Fatal => match error.last() {
-            Ok(response) => check_status(response)
-                .err()
-                .unwrap_or_else(|| ExportError::fatal(format!("✗ Export failed: {error}"))),
-            Err(e) => ExportError::fatal(format!("✗ Export failed: {e}")),
-        },
-        _ => match error.last() {
-            Ok(response) if verdict(response).is_throttled() => ExportError::recoverable(format!(
-                "✗ Export failed: rate limited after {} retries.{figma}\n  {RESUME_HINT}",
-                error.retries()
-            )),
-            Ok(response) if response.status().is_client_error() => check_status(response)
-                .err()
-                .unwrap_or_else(|| ExportError::fatal(format!("✗ Export failed: {error}"))),
-            _ => ExportError::recoverable(format!("✗ Export failed: {error}, or run again with --resume")),
-        },
-    }
-}
-
-/// Figma's plan tier, limit type and upgrade link from a 429.
-fn figma_limits(response: &Response<Bytes>) -> String {
-    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
-    let mut out = String::new();
-    if let Some(tier) = header("x-figma-plan-tier") {
-        out.push_str(&format!("\n  Figma plan tier: {tier}"));
-        if let Some(kind) = header("x-figma-rate-limit-type") {
-            out.push_str(&format!(", limit type: {kind}"));
-        }
-    }
-    if let Some(link) = header("x-figma-upgrade-link") {
-        out.push_str(&format!("\n  Higher limits: {link}"));
-    }
-    out
-}
-
-fn write_failure(error: &steadfast_atomicfs::Error) -> ExportError {
-    if error.is_recoverable() {
-        ExportError::recoverable(format!("✗ Export failed: {error}. {RESUME_HINT}"))
-    } else {
-        ExportError::fatal(format!("✗ Export failed: {error}"))
-    }
-}
-
-fn download_failure(
-    error: CheckpointError<PersistError<RetryError<Bytes, DownloadError>>>,
-) -> ExportError {
-    match error {
-        CheckpointError::Service(PersistError::Service(e)) => {
-            ExportError::recoverable(format!("✗ Export failed: {e}. {RESUME_HINT}"))
-        }
-        CheckpointError::Service(PersistError::Persist(e)) => write_failure(&e),
-        CheckpointError::Record(e) => {
-            ExportError::recoverable(format!("✗ Export failed: {e}. {RESUME_HINT}"))
-        }
-        #[allow(unreachable_patterns)]
-        _ => ExportError::recoverable(format!("✗ Export failed. {RESUME_HINT}")),
-    }
 }

@@ -4,13 +4,17 @@
 //! The binary's `--help` lists the flags; the workspace README shows the
 //! two commands (the demo, the tests).
 
+mod error;
 pub mod export;
 pub mod fake;
+mod figma;
 pub mod filter;
 pub mod manifest;
 pub mod names;
+mod progress;
+mod resume;
 pub mod tokens;
 
-pub use export::{
-    run, CheckpointUse, ExportError, Format, Options, Resume, Summary, Token, FIGMA_API,
-};
+pub use error::{ExitKind, ExportError};
+pub use export::{run, Format, Options, Summary, Token, FIGMA_API};
+pub use resume::{CheckpointUse, Resume};

@@ -248,9 +248,12 @@ async fn server_errors_and_dropped_connections_are_retried_through() {
         ..Faults::none()
     })
     .await;
-    let summary = run(options(&server, &scratch.out()))
-        .await
-        .expect("export finishes");
+    // A quarter of all requests fail: with 6 retries, one of the ~370 fails
+    // seven times in a row in about 2 % of runs (seen once in CI). Ten
+    // retries make that about one run in a million.
+    let mut options = options(&server, &scratch.out());
+    options.max_retries = 10;
+    let summary = run(options).await.expect("export finishes");
     assert!(summary.retried > 20, "retried {}", summary.retried);
     check_clean_export(&scratch.out(), &server.file());
 }
