@@ -249,7 +249,7 @@ async fn server_errors_and_dropped_connections_are_retried_through() {
     })
     .await;
     // A quarter of all requests fail: with 6 retries, one of the ~370 fails
-    // seven times in a row in about 2 % of runs (seen once in CI). Ten
+    // seven times in a row in about 2 % of runs (seen once here). Ten
     // retries make that about one run in a million.
     let mut options = options(&server, &scratch.out());
     options.max_retries = 10;
