@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +20,7 @@ use steadfast_atomicfs::{Disk, PersistError, PersistLayer, Persisted};
 use steadfast_backoff::{
     Action, HttpPolicy, Jitter, Reason, Replay, Retrier, RetryError, RetryLayer, Schedule,
 };
-use steadfast_checkpoint::{config_hash, CheckpointError, CheckpointLayer, Checkpointed, Config};
+use steadfast_checkpoint::{CheckpointError, CheckpointLayer, Checkpointed};
 use steadfast_ratelimit::{Rate, RateLimitLayer, TokenBucket};
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, ServiceExt};
@@ -28,11 +28,11 @@ use tower::{BoxError, Layer, Service, ServiceExt};
 use crate::error::{
     api_failure, download_failure, stopped, write_failure, ExportError, RESUME_HINT,
 };
-use crate::figma::{api_errors, check_status, node_order, parse_color_nodes, parse_file};
-use crate::names::Names;
+use crate::figma::{api_errors, check_status, parse_color_nodes, parse_file};
+use crate::plan::{checkpoint_config, plan_items, prepare_folders, write_colors};
 use crate::progress::{Counters, Progress};
 use crate::resume::{open_checkpoint, CheckpointUse, Resume};
-use crate::tokens::{color_files, Color, TokensFormat};
+use crate::tokens::TokensFormat;
 
 /// The Figma API.
 pub const FIGMA_API: &str = "https://api.figma.com";
@@ -66,7 +66,8 @@ pub enum Format {
 }
 
 impl Format {
-    fn name(self) -> &'static str {
+    /// The name in URLs and file extensions.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Svg => "svg",
             Self::Pdf => "pdf",
@@ -243,11 +244,11 @@ fn classify_download(outcome: &Result<Bytes, DownloadError>) -> Action {
 
 /// One item of the export.
 #[derive(Clone, Debug)]
-struct Item {
-    node: String,
-    format: Format,
-    scale: u32,
-    path: PathBuf,
+pub(crate) struct Item {
+    pub(crate) node: String,
+    pub(crate) format: Format,
+    pub(crate) scale: u32,
+    pub(crate) path: PathBuf,
 }
 
 impl Item {
@@ -361,56 +362,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     ));
 
     // 2. The items, with safe, unique paths.
-    let icon_names = Names::plan(
-        file.icons
-            .iter()
-            .map(|(id, name)| (id.as_str(), name.as_str())),
-    );
-    let image_names = Names::plan(
-        file.images
-            .iter()
-            .map(|(id, name)| (id.as_str(), name.as_str())),
-    );
-    let mut items: Vec<Item> = Vec::new();
-    for format in [Format::Svg, Format::Pdf] {
-        if options.formats.contains(&format) {
-            for (id, _) in &file.icons {
-                let path =
-                    Path::new("icons").join(icon_names.path(id, &format!(".{}", format.name())));
-                items.push(Item {
-                    node: id.clone(),
-                    format,
-                    scale: 1,
-                    path,
-                });
-            }
-        }
-    }
-    if options.formats.contains(&Format::Png) {
-        for scale in &options.scales {
-            for (id, _) in &file.images {
-                let suffix = if *scale == 1 {
-                    ".png".to_string()
-                } else {
-                    format!("@{scale}x.png")
-                };
-                let path = Path::new("images").join(image_names.path(id, &suffix));
-                items.push(Item {
-                    node: id.clone(),
-                    format: Format::Png,
-                    scale: *scale,
-                    path,
-                });
-            }
-        }
-    }
-    for (name, id, path) in icon_names.collisions.iter().chain(&image_names.collisions) {
-        progress.println(format!(
-            "  ! {name:?} ({id}) collides with another name; written as {}",
-            path.display()
-        ));
-        tracing::warn!(name, id, path = %path.display(), "name collision");
-    }
+    let items = plan_items(&file, &options, &progress);
     if options.dry_run {
         for item in &items {
             println!(
@@ -435,19 +387,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
             options.out.display()
         ))
     })?;
-    let hash = config_hash(&serde_json::json!({
-        "file": options.file_key,
-        "version": file.version,
-        "formats": options.formats,
-        "scales": options.scales,
-        "naming": 2,
-        "icons_page": options.filters.icons_page.to_string(),
-        "icons_frame": options.filters.icons_frame.to_string(),
-        "images_page": options.filters.images_page.to_string(),
-    }))
-    .map_err(|e| ExportError::fatal(format!("✗ {e}")))?;
-    let config = Config::new(&options.out, &options.file_key, hash)
-        .tool("figma-export", env!("CARGO_PKG_VERSION"));
+    let config = checkpoint_config(&options, &file.version)?;
     let (store, checkpoint_use) = open_checkpoint(config, &options)?;
     match &checkpoint_use {
         CheckpointUse::Fresh => {}
@@ -462,47 +402,10 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     }
     let store = Arc::new(Mutex::new(store));
 
-    // Every folder the names call for, once.
-    let mut folders: Vec<PathBuf> = items
-        .iter()
-        .filter_map(|item| item.path.parent().map(|p| options.out.join(p)))
-        .collect();
-    folders.sort();
-    folders.dedup();
-    folders.push(options.out.clone());
-    let mut orphans = 0;
-    for folder in folders {
-        std::fs::create_dir_all(&folder).map_err(|e| {
-            ExportError::fatal(format!(
-                "✗ cannot create {}: {e}; check --out",
-                folder.display()
-            ))
-        })?;
-        // Temp files of an earlier run that was killed mid-write.
-        if let Ok(report) = steadfast_atomicfs::cleanup_orphans(&folder) {
-            orphans += report.removed.len();
-        }
-    }
-    if orphans > 0 {
-        progress.println(format!(
-            "  removed {orphans} temp files left by an interrupted run"
-        ));
-    }
+    prepare_folders(&items, &options.out, &progress)?;
 
     // 4. Colors: two small files, written atomically.
-    // By name, then by node: a stable order, duplicates kept.
-    let mut palette: Vec<(&String, &Color)> = colors.iter().collect();
-    palette
-        .sort_by(|(a_id, a), (b_id, b)| a.name.cmp(&b.name).then_with(|| node_order(a_id, b_id)));
-    let palette: Vec<Color> = palette.into_iter().map(|(_, c)| c.clone()).collect();
-    let files = color_files(&palette, options.tokens_format);
-    for warning in &files.warnings {
-        progress.println(format!("  ! {warning}"));
-    }
-    let (json, css) = (files.json, files.css);
-    for (name, bytes) in [("colors.json", json), ("colors.css", css)] {
-        steadfast_atomicfs::write(options.out.join(name), bytes).map_err(|e| write_failure(&e))?;
-    }
+    write_colors(&colors, &options, &progress)?;
 
     // 5. Renders and downloads. The download stack:
     // checkpoint → persist → retry → download (no token).

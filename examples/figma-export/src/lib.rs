@@ -11,6 +11,7 @@ mod figma;
 pub mod filter;
 pub mod manifest;
 pub mod names;
+mod plan;
 mod progress;
 mod resume;
 pub mod tokens;
