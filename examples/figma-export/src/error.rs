@@ -31,6 +31,15 @@ pub struct ExportError {
     pub code: i32,
     /// What to tell the user, with the next step.
     pub message: String,
+    /// What the export itself can act on.
+    pub(crate) cause: Option<Cause>,
+}
+
+/// Failures the export reacts to, rather than only reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// `/v1/images` gave up rendering the batch in time: split it.
+    RenderTimeout,
 }
 
 impl ExportError {
@@ -38,6 +47,7 @@ impl ExportError {
         Self {
             code: 2,
             message: message.into(),
+            cause: None,
         }
     }
 
@@ -45,7 +55,13 @@ impl ExportError {
         Self {
             code: 3,
             message: message.into(),
+            cause: None,
         }
+    }
+
+    pub(crate) fn because(mut self, cause: Cause) -> Self {
+        self.cause = Some(cause);
+        self
     }
 
     /// What kind of stop this is (the exit code, typed).
@@ -61,6 +77,7 @@ impl ExportError {
         Self {
             code: 4,
             message: message.into(),
+            cause: None,
         }
     }
 }

@@ -20,13 +20,13 @@ use steadfast_atomicfs::{Disk, PersistError, PersistLayer, Persisted};
 use steadfast_backoff::{
     Action, HttpPolicy, Jitter, Reason, Replay, Retrier, RetryError, RetryLayer, Schedule,
 };
-use steadfast_checkpoint::{CheckpointError, CheckpointLayer, Checkpointed};
+use steadfast_checkpoint::{CheckpointError, CheckpointLayer, Checkpointed, FileStore};
 use steadfast_ratelimit::{Rate, RateLimitLayer, TokenBucket};
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
 use crate::error::{
-    api_failure, download_failure, stopped, write_failure, ExportError, RESUME_HINT,
+    api_failure, download_failure, stopped, write_failure, Cause, ExportError, RESUME_HINT,
 };
 use crate::figma::{api_errors, check_status, parse_color_nodes, parse_file};
 use crate::plan::{checkpoint_config, plan_items, prepare_folders, write_colors};
@@ -494,7 +494,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
             );
             let body = match api_get(path).await {
                 Ok(body) => body,
-                Err(e) if e.message.contains("Render timeout") && batch.len() > 1 => {
+                Err(e) if e.cause == Some(Cause::RenderTimeout) && batch.len() > 1 => {
                     let half = batch.len() / 2;
                     batches.push_front(batch[half..].to_vec());
                     batches.push_front(batch[..half].to_vec());
@@ -567,34 +567,44 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if summary.failed.is_empty() {
-        // Complete: what the last complete export wrote and this one did
-        // not is stale. Remove it, then record what this one wrote.
-        let (earlier, warning) = crate::manifest::read(&options.out);
-        if let Some(warning) = warning {
-            progress.println(format!("  ! {warning}"));
-        }
-        let (removed, failed) = crate::manifest::remove_stale(&options.out, &earlier, &written);
-        for (path, e) in failed {
-            progress.println(format!(
-                "  ! could not remove the stale {}: {e}",
-                path.display()
-            ));
-        }
-        if !removed.is_empty() {
-            progress.println(format!(
-                "  removed {} files an earlier export wrote that this one did not",
-                removed.len()
-            ));
-        }
-        summary.removed = removed;
-        crate::manifest::write(&options.out, &written).map_err(|e| write_failure(&e))?;
-        store.remove().map_err(|e| {
-            ExportError::recoverable(format!(
-                "✗ the export is complete but its checkpoint could not be removed: {e}"
-            ))
-        })?;
+        summary.removed = finish_complete(store, &written, &options.out, &progress)?;
     }
     Ok(summary)
+}
+
+/// After a complete export: removes what the last complete export wrote and
+/// this one did not, records what this one wrote, and deletes the
+/// checkpoint. Returns the stale files removed.
+fn finish_complete(
+    store: FileStore<()>,
+    written: &BTreeSet<PathBuf>,
+    out: &std::path::Path,
+    progress: &Progress,
+) -> Result<Vec<PathBuf>, ExportError> {
+    let (earlier, warning) = crate::manifest::read(out);
+    if let Some(warning) = warning {
+        progress.println(format!("  ! {warning}"));
+    }
+    let (removed, failed) = crate::manifest::remove_stale(out, &earlier, written);
+    for (path, e) in failed {
+        progress.println(format!(
+            "  ! could not remove the stale {}: {e}",
+            path.display()
+        ));
+    }
+    if !removed.is_empty() {
+        progress.println(format!(
+            "  removed {} files an earlier export wrote that this one did not",
+            removed.len()
+        ));
+    }
+    crate::manifest::write(out, written).map_err(|e| write_failure(&e))?;
+    store.remove().map_err(|e| {
+        ExportError::recoverable(format!(
+            "✗ the export is complete but its checkpoint could not be removed: {e}"
+        ))
+    })?;
+    Ok(removed)
 }
 
 type Finished = Result<

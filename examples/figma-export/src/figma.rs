@@ -10,7 +10,7 @@ use steadfast_http::{Classifier, Verdict};
 use steadfast_ratelimit::RateLimitError;
 use tower::BoxError;
 
-use crate::error::{ExportError, RESUME_HINT};
+use crate::error::{Cause, ExportError, RESUME_HINT};
 use crate::tokens::Color;
 
 /// The file's parts the export uses.
@@ -206,6 +206,11 @@ pub(crate) fn check_status(response: &Response<Bytes>) -> Result<(), ExportError
         404 => ExportError::fatal(format!(
             "✗ Export failed: file not found ({err}). Check --file (the key in the file's URL) and that the token's owner can open it."
         )),
+        // Figma's one way of saying it: the only place its text is read.
+        400 if err.contains("Render timeout") => {
+            ExportError::fatal(format!("✗ Export failed: Figma could not render in time: {err}"))
+                .because(Cause::RenderTimeout)
+        }
         400 => ExportError::fatal(format!("✗ Export failed: Figma rejected the request: {err}")),
         code => ExportError::recoverable(format!("✗ Export failed: Figma answered {code} {err}. {RESUME_HINT}")),
     })
