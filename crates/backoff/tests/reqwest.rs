@@ -458,3 +458,20 @@ async fn tower_closure_sees_errors_and_can_stop_them() {
     assert_eq!(error.reason(), Reason::Connection);
     assert_eq!(error.retries(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn tower_timeout_layer_is_labelled_a_timeout() {
+    let (addr, log) = serve(|_| (Duration::from_secs(30), now(200, &[]).1)).await;
+    // tower's TimeoutLayer inside the retry layer: its errors are BoxError,
+    // and its `Elapsed` is a timeout (before: "request failed").
+    let service = tower::ServiceBuilder::new()
+        .layer(RetryLayer::new(
+            Retrier::new(schedule(1)).policy(HttpPolicy::boxed_errors()),
+        ))
+        .layer(tower::timeout::TimeoutLayer::new(Duration::from_secs(2)))
+        .service(reqwest::Client::new());
+    let error = service.oneshot(get(addr)).await.expect_err("times out");
+    assert_eq!(error.reason(), Reason::Timeout);
+    assert_eq!(error.kind(), ErrorKind::Exhausted);
+    assert_eq!(arrivals(&log), [0, 3].map(Duration::from_secs));
+}
