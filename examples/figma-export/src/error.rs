@@ -10,8 +10,9 @@ use steadfast_checkpoint::CheckpointError;
 use steadfast_ratelimit::RateLimitError;
 use tower::BoxError;
 
-use crate::export::{DownloadError, Summary};
+use crate::export::Summary;
 use crate::figma::{check_status, figma_limits, verdict};
+use crate::stack::DownloadError;
 
 /// What kind of stop an [`ExportError`] is: its exit code, typed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

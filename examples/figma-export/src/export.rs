@@ -10,20 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use http::Request;
+use http_body_util::Empty;
 use serde_json::Value;
 use steadfast_atomicfs::{Disk, PersistError, PersistLayer, Persisted};
-use steadfast_backoff::{
-    Action, HttpPolicy, Jitter, Reason, Replay, Retrier, RetryError, RetryLayer, Schedule,
-};
+use steadfast_backoff::{HttpPolicy, Jitter, Retrier, RetryError, RetryLayer, Schedule};
 use steadfast_checkpoint::{CheckpointError, CheckpointLayer, Checkpointed, FileStore};
-use steadfast_ratelimit::{Rate, RateLimitLayer, TokenBucket};
+use steadfast_ratelimit::{Rate, TokenBucket};
 use tokio::time::Instant;
-use tower::{BoxError, Layer, Service, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 use crate::error::{
     api_failure, download_failure, stopped, write_failure, Cause, ExportError, RESUME_HINT,
@@ -32,6 +27,9 @@ use crate::figma::{api_errors, check_status, parse_color_nodes, parse_file};
 use crate::plan::{checkpoint_config, plan_items, prepare_folders, write_colors};
 use crate::progress::{Counters, Progress};
 use crate::resume::{open_checkpoint, CheckpointUse, Resume};
+use crate::stack::{
+    api_stack, classify_download, download_service, http_client, Download, DownloadError,
+};
 use crate::tokens::TokensFormat;
 
 /// The Figma API.
@@ -75,7 +73,7 @@ impl Format {
         }
     }
 
-    fn magic(self) -> &'static [u8] {
+    pub(crate) fn magic(self) -> &'static [u8] {
         match self {
             Self::Svg => b"<svg",
             Self::Pdf => b"%PDF",
@@ -166,82 +164,6 @@ pub struct Summary {
     pub elapsed: Duration,
 }
 
-/// The HTTP client: HTTPS (rustls, Mozilla's roots) for Figma, plain HTTP
-/// for `--api-url http://…` (proxies, the demo, tests).
-type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
-
-fn http_client() -> HttpClient {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
-/// Sends a request and reads the whole body, within the timeout.
-async fn fetch(
-    client: HttpClient,
-    request: Request<Empty<Bytes>>,
-    timeout: Duration,
-) -> Result<Response<Bytes>, BoxError> {
-    let exchange = async {
-        let response = client.request(request).await?;
-        let (parts, body) = response.into_parts();
-        let bytes = body.collect().await?.to_bytes();
-        Ok::<_, BoxError>(Response::from_parts(parts, bytes))
-    };
-    tokio::time::timeout(timeout, exchange).await?
-}
-
-/// One file to download and write.
-#[derive(Clone, Debug)]
-pub(crate) struct Download {
-    key: String,
-    url: String,
-    path: PathBuf,
-    format: Format,
-}
-
-impl Replay for Download {
-    fn replay(&self) -> Option<Self> {
-        Some(self.clone())
-    }
-}
-
-/// Why a download failed.
-#[derive(Debug)]
-pub(crate) enum DownloadError {
-    Status(u16),
-    Magic,
-    Transport(BoxError),
-}
-
-impl fmt::Display for DownloadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Status(code) => write!(f, "the image server answered {code}"),
-            Self::Magic => f.write_str("the downloaded file is not the format asked for"),
-            Self::Transport(e) => write!(f, "download failed: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for DownloadError {}
-
-/// The retry policy of downloads.
-fn classify_download(outcome: &Result<Bytes, DownloadError>) -> Action {
-    match outcome {
-        Ok(_) => Action::Done,
-        Err(DownloadError::Status(code)) if *code >= 500 || *code == 429 => {
-            Action::retry(Reason::Status(*code))
-        }
-        Err(DownloadError::Status(code)) => Action::fail(Reason::Status(*code)),
-        Err(DownloadError::Magic) => Action::retry(Reason::Other("wrong bytes")),
-        Err(DownloadError::Transport(_)) => Action::retry(Reason::Connection),
-    }
-}
-
 /// One item of the export.
 #[derive(Clone, Debug)]
 pub(crate) struct Item {
@@ -296,12 +218,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
         .max_retry_after(options.max_retry_after)
         .on_retry(hook.clone());
     let timeout = options.timeout;
-    let fetch_client = client.clone();
-    let api = RetryLayer::new(api_retrier).layer(RateLimitLayer::new(limiter.clone()).layer(
-        tower::service_fn(move |request: Request<Empty<Bytes>>| {
-            fetch(fetch_client.clone(), request, timeout)
-        }),
-    ));
+    let api = api_stack(client.clone(), limiter.clone(), api_retrier, timeout);
     let api_get = |path: String| {
         let mut api = api.clone();
         let token = options.token.0.clone();
@@ -412,26 +329,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     let download_retrier = Retrier::new(schedule)
         .policy(|outcome: &Result<Bytes, DownloadError>| classify_download(outcome))
         .on_retry(hook);
-    let download_client = client.clone();
-    let fetch_file = tower::service_fn(move |d: Download| {
-        let client = download_client.clone();
-        async move {
-            let request = Request::get(&d.url)
-                .body(Empty::new())
-                .map_err(|e| DownloadError::Transport(e.into()))?;
-            let response = fetch(client, request, timeout)
-                .await
-                .map_err(DownloadError::Transport)?;
-            if response.status() != StatusCode::OK {
-                return Err(DownloadError::Status(response.status().as_u16()));
-            }
-            let body = response.into_body();
-            if !body.starts_with(d.format.magic()) {
-                return Err(DownloadError::Magic);
-            }
-            Ok(body)
-        }
-    });
+    let fetch_file = download_service(client.clone(), timeout);
     let out = options.out.clone();
     let stack = CheckpointLayer::new(Arc::clone(&store), |d: &Download| d.key.clone()).layer(
         PersistLayer::new(Disk::new(), move |d: &Download| out.join(&d.path))

@@ -14,6 +14,7 @@ pub mod names;
 mod plan;
 mod progress;
 mod resume;
+mod stack;
 pub mod tokens;
 
 pub use error::{ExitKind, ExportError};
