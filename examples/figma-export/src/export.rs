@@ -23,14 +23,14 @@ use tower::{Layer, Service, ServiceExt};
 use crate::error::{
     api_failure, download_failure, stopped, write_failure, Cause, ExportError, RESUME_HINT,
 };
-use crate::figma::{api_errors, check_status, parse_color_nodes, parse_file};
+use crate::figma::{api_errors, check_status, parse_color_nodes, parse_file, FileInfo};
 use crate::plan::{checkpoint_config, plan_items, prepare_folders, write_colors};
 use crate::progress::{Counters, Progress};
 use crate::resume::{open_checkpoint, CheckpointUse, Resume};
 use crate::stack::{
     api_stack, classify_download, download_service, http_client, Download, DownloadError,
 };
-use crate::tokens::TokensFormat;
+use crate::tokens::{Color, TokensFormat};
 
 /// The Figma API.
 pub const FIGMA_API: &str = "https://api.figma.com";
@@ -240,43 +240,8 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
         }
     };
 
-    // 1. The file.
-    let spinner = progress.phase("file", 1);
-    progress.println(format!("GET /v1/files/{}", options.file_key));
-    spinner.set_message(format!("GET /v1/files/{}", options.file_key));
-    let body = api_get(format!("/v1/files/{}", options.file_key)).await?;
-    let file = parse_file(&body, &options.filters)?;
-    for warning in &file.warnings {
-        progress.println(format!("  ! {warning}"));
-        tracing::warn!(target: "figma_export", "{warning}");
-    }
-    // The color styles' values, from their nodes (`/nodes`, in batches).
-    let mut colors = BTreeMap::new();
-    let color_ids: Vec<(String, String)> = file.color_nodes.clone().into_iter().collect();
-    for chunk in color_ids.chunks(options.batch_size.max(1)) {
-        let wanted: BTreeMap<String, String> = chunk.iter().cloned().collect();
-        let ids: Vec<&str> = wanted.keys().map(String::as_str).collect();
-        let body = api_get(format!(
-            "/v1/files/{}/nodes?ids={}&version={}",
-            options.file_key,
-            ids.join(","),
-            file.version
-        ))
-        .await?;
-        for id in parse_color_nodes(&body, &wanted, &mut colors)? {
-            progress.println(format!(
-                "  ! color node {id} is gone or has no solid fill; skipped"
-            ));
-        }
-    }
-    spinner.inc(1);
-    spinner.finish_with_message(format!(
-        "version {}: {} colors, {} icons, {} images",
-        file.version,
-        colors.len(),
-        file.icons.len(),
-        file.images.len()
-    ));
+    // 1. The file, and its color styles' values.
+    let (file, colors) = read_file(&api_get, &options, &progress).await?;
 
     // 2. The items, with safe, unique paths.
     let items = plan_items(&file, &options, &progress);
@@ -351,109 +316,24 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
             .or_default()
             .push(item);
     }
+    let group_ctx = GroupContext {
+        options: &options,
+        version: &file.version,
+        limiter: &limiter,
+        progress: &progress,
+        store: &store,
+    };
     for ((format, scale), group) in groups {
-        let label = if format == Format::Png {
-            format!("images @{scale}x")
-        } else {
-            format!("icons {}", format.name())
-        };
-        let bar = progress.phase(&label, group.len() as u64);
-        let (done, todo): (Vec<Item>, Vec<Item>) = {
-            let store = store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            group
-                .into_iter()
-                .partition(|item| store.is_done(&item.key()))
-        };
-        summary.skipped += done.len() as u64;
-        bar.inc(done.len() as u64);
-        let mut batches: VecDeque<Vec<Item>> = todo
-            .chunks(options.batch_size.max(1))
-            .map(<[Item]>::to_vec)
-            .collect();
-        let mut downloads = tokio::task::JoinSet::new();
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
-        while let Some(batch) = batches.pop_front() {
-            if options.verbose {
-                let status = limiter.status().to_string();
-                if bar.is_hidden() && !options.quiet {
-                    eprintln!("  · {status}");
-                }
-                bar.set_message(status);
-            }
-            let ids: Vec<&str> = batch.iter().map(|i| i.node.as_str()).collect();
-            let path = format!(
-                "/v1/images/{}?ids={}&format={}&scale={scale}&version={}",
-                options.file_key,
-                ids.join(","),
-                format.name(),
-                file.version
-            );
-            let body = match api_get(path).await {
-                Ok(body) => body,
-                Err(e) if e.cause == Some(Cause::RenderTimeout) && batch.len() > 1 => {
-                    let half = batch.len() / 2;
-                    batches.push_front(batch[half..].to_vec());
-                    batches.push_front(batch[..half].to_vec());
-                    progress.println(format!(
-                        "  ! render timeout: splitting a batch of {} ids",
-                        batch.len()
-                    ));
-                    continue;
-                }
-                Err(e) => {
-                    // Let the downloads already under way land (and be
-                    // recorded) before stopping.
-                    while let Some(joined) = downloads.join_next().await {
-                        if tally(joined, &mut summary).is_ok() {
-                            bar.inc(1);
-                        }
-                    }
-                    return Err(stopped(e, &summary));
-                }
-            };
-            let rendered: Value = serde_json::from_slice(&body).map_err(|e| {
-                ExportError::recoverable(format!(
-                    "✗ /v1/images answered something else than JSON ({e}). {RESUME_HINT}"
-                ))
-            })?;
-            for item in batch {
-                let Some(url) = rendered["images"][&item.node].as_str() else {
-                    progress.println(format!(
-                        "  ! {} could not be rendered by Figma (null); skipped",
-                        item.node
-                    ));
-                    summary.failed.push(item.key());
-                    bar.inc(1);
-                    continue;
-                };
-                let download = Download {
-                    key: item.key(),
-                    url: url.to_string(),
-                    path: item.path.clone(),
-                    format,
-                };
-                let stack = stack.clone();
-                let permit = Arc::clone(&semaphore);
-                downloads.spawn(async move {
-                    let _permit = permit.acquire_owned().await;
-                    stack.oneshot(download).await
-                });
-            }
-            // Downloads overlap with the next batch's render call; count
-            // the ones already done.
-            while let Some(joined) = downloads.try_join_next() {
-                tally(joined, &mut summary).map_err(|e| stopped(e, &summary))?;
-                bar.inc(1);
-            }
-        }
-        while let Some(joined) = downloads.join_next().await {
-            tally(joined, &mut summary).map_err(|e| stopped(e, &summary))?;
-            bar.inc(1);
-        }
-        bar.finish_with_message("done");
-        progress.println(format!("  {label}: done"));
+        download_group(
+            &group_ctx,
+            format,
+            scale,
+            group,
+            &stack,
+            &api_get,
+            &mut summary,
+        )
+        .await?;
     }
 
     drop(stack);
@@ -468,6 +348,196 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
         summary.removed = finish_complete(store, &written, &options.out, &progress)?;
     }
     Ok(summary)
+}
+
+/// Reads the file (`/v1/files`) and its color styles' values from their
+/// nodes (`/nodes`, in batches, pinned to the file's version).
+async fn read_file<G, Fut>(
+    api_get: &G,
+    options: &Options,
+    progress: &Progress,
+) -> Result<(FileInfo, BTreeMap<String, Color>), ExportError>
+where
+    G: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Bytes, ExportError>>,
+{
+    let spinner = progress.phase("file", 1);
+    progress.println(format!("GET /v1/files/{}", options.file_key));
+    spinner.set_message(format!("GET /v1/files/{}", options.file_key));
+    let body = api_get(format!("/v1/files/{}", options.file_key)).await?;
+    let file = parse_file(&body, &options.filters)?;
+    for warning in &file.warnings {
+        progress.println(format!("  ! {warning}"));
+        tracing::warn!(target: "figma_export", "{warning}");
+    }
+    // The color styles' values, from their nodes (`/nodes`, in batches).
+    let mut colors = BTreeMap::new();
+    let color_ids: Vec<(String, String)> = file.color_nodes.clone().into_iter().collect();
+    for chunk in color_ids.chunks(options.batch_size.max(1)) {
+        let wanted: BTreeMap<String, String> = chunk.iter().cloned().collect();
+        let ids: Vec<&str> = wanted.keys().map(String::as_str).collect();
+        let body = api_get(format!(
+            "/v1/files/{}/nodes?ids={}&version={}",
+            options.file_key,
+            ids.join(","),
+            file.version
+        ))
+        .await?;
+        for id in parse_color_nodes(&body, &wanted, &mut colors)? {
+            progress.println(format!(
+                "  ! color node {id} is gone or has no solid fill; skipped"
+            ));
+        }
+    }
+    spinner.inc(1);
+    spinner.finish_with_message(format!(
+        "version {}: {} colors, {} icons, {} images",
+        file.version,
+        colors.len(),
+        file.icons.len(),
+        file.images.len()
+    ));
+    Ok((file, colors))
+}
+
+/// What every group's downloads read.
+struct GroupContext<'a> {
+    options: &'a Options,
+    version: &'a str,
+    limiter: &'a TokenBucket,
+    progress: &'a Progress,
+    store: &'a Mutex<FileStore<()>>,
+}
+
+/// Renders and downloads one group (one format at one scale): skips what
+/// the checkpoint has, renders in batches (halving a batch Figma cannot
+/// render in time), downloads with bounded concurrency while the next batch
+/// renders, and lets the downloads under way land before stopping.
+async fn download_group<S, G, Fut>(
+    ctx: &GroupContext<'_>,
+    format: Format,
+    scale: u32,
+    group: Vec<Item>,
+    stack: &S,
+    api_get: &G,
+    summary: &mut Summary,
+) -> Result<(), ExportError>
+where
+    S: Service<
+            Download,
+            Response = Checkpointed<Persisted>,
+            Error = CheckpointError<PersistError<RetryError<Bytes, DownloadError>>>,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    G: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Bytes, ExportError>>,
+{
+    let label = if format == Format::Png {
+        format!("images @{scale}x")
+    } else {
+        format!("icons {}", format.name())
+    };
+    let bar = ctx.progress.phase(&label, group.len() as u64);
+    let (done, todo): (Vec<Item>, Vec<Item>) = {
+        let store = ctx
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        group
+            .into_iter()
+            .partition(|item| store.is_done(&item.key()))
+    };
+    summary.skipped += done.len() as u64;
+    bar.inc(done.len() as u64);
+    let mut batches: VecDeque<Vec<Item>> = todo
+        .chunks(ctx.options.batch_size.max(1))
+        .map(<[Item]>::to_vec)
+        .collect();
+    let mut downloads = tokio::task::JoinSet::new();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(ctx.options.concurrency.max(1)));
+    while let Some(batch) = batches.pop_front() {
+        if ctx.options.verbose {
+            let status = ctx.limiter.status().to_string();
+            if bar.is_hidden() && !ctx.options.quiet {
+                eprintln!("  · {status}");
+            }
+            bar.set_message(status);
+        }
+        let ids: Vec<&str> = batch.iter().map(|i| i.node.as_str()).collect();
+        let path = format!(
+            "/v1/images/{}?ids={}&format={}&scale={scale}&version={}",
+            ctx.options.file_key,
+            ids.join(","),
+            format.name(),
+            ctx.version
+        );
+        let body = match api_get(path).await {
+            Ok(body) => body,
+            Err(e) if e.cause == Some(Cause::RenderTimeout) && batch.len() > 1 => {
+                let half = batch.len() / 2;
+                batches.push_front(batch[half..].to_vec());
+                batches.push_front(batch[..half].to_vec());
+                ctx.progress.println(format!(
+                    "  ! render timeout: splitting a batch of {} ids",
+                    batch.len()
+                ));
+                continue;
+            }
+            Err(e) => {
+                // Let the downloads already under way land (and be
+                // recorded) before stopping.
+                while let Some(joined) = downloads.join_next().await {
+                    if tally(joined, summary).is_ok() {
+                        bar.inc(1);
+                    }
+                }
+                return Err(stopped(e, summary));
+            }
+        };
+        let rendered: Value = serde_json::from_slice(&body).map_err(|e| {
+            ExportError::recoverable(format!(
+                "✗ /v1/images answered something else than JSON ({e}). {RESUME_HINT}"
+            ))
+        })?;
+        for item in batch {
+            let Some(url) = rendered["images"][&item.node].as_str() else {
+                ctx.progress.println(format!(
+                    "  ! {} could not be rendered by Figma (null); skipped",
+                    item.node
+                ));
+                summary.failed.push(item.key());
+                bar.inc(1);
+                continue;
+            };
+            let download = Download {
+                key: item.key(),
+                url: url.to_string(),
+                path: item.path.clone(),
+                format,
+            };
+            let stack = stack.clone();
+            let permit = Arc::clone(&semaphore);
+            downloads.spawn(async move {
+                let _permit = permit.acquire_owned().await;
+                stack.oneshot(download).await
+            });
+        }
+        // Downloads overlap with the next batch's render call; count
+        // the ones already done.
+        while let Some(joined) = downloads.try_join_next() {
+            tally(joined, summary).map_err(|e| stopped(e, summary))?;
+            bar.inc(1);
+        }
+    }
+    while let Some(joined) = downloads.join_next().await {
+        tally(joined, summary).map_err(|e| stopped(e, summary))?;
+        bar.inc(1);
+    }
+    bar.finish_with_message("done");
+    ctx.progress.println(format!("  {label}: done"));
+    Ok(())
 }
 
 /// After a complete export: removes what the last complete export wrote and
