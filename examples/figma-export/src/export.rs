@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Empty;
-use serde_json::Value;
 use steadfast_atomicfs::{Disk, PersistError, PersistLayer, Persisted};
 use steadfast_backoff::{HttpPolicy, Jitter, Retrier, RetryError, RetryLayer, Schedule};
 use steadfast_checkpoint::{CheckpointError, CheckpointLayer, Checkpointed, FileStore};
@@ -23,7 +22,9 @@ use tower::{Layer, Service, ServiceExt};
 use crate::error::{
     api_failure, download_failure, stopped, write_failure, Cause, ExportError, RESUME_HINT,
 };
-use crate::figma::{api_errors, check_status, parse_color_nodes, parse_file, FileInfo};
+use crate::figma::{
+    api_errors, check_status, parse_color_nodes, parse_file, FileInfo, ImagesResponse,
+};
 use crate::plan::{checkpoint_config, plan_items, prepare_folders, write_colors};
 use crate::progress::{Counters, Progress};
 use crate::resume::{open_checkpoint, CheckpointUse, Resume};
@@ -496,13 +497,13 @@ where
                 return Err(stopped(e, summary));
             }
         };
-        let rendered: Value = serde_json::from_slice(&body).map_err(|e| {
+        let rendered: ImagesResponse = serde_json::from_slice(&body).map_err(|e| {
             ExportError::recoverable(format!(
                 "✗ /v1/images answered something else than JSON ({e}). {RESUME_HINT}"
             ))
         })?;
         for item in batch {
-            let Some(url) = rendered["images"][&item.node].as_str() else {
+            let Some(url) = rendered.images.get(&item.node).cloned().flatten() else {
                 ctx.progress.println(format!(
                     "  ! {} could not be rendered by Figma (null); skipped",
                     item.node

@@ -13,6 +13,46 @@ use tower::BoxError;
 use crate::error::{Cause, ExportError, RESUME_HINT};
 use crate::tokens::Color;
 
+/// `GET /v1/files/:key`, the parts the export reads (Figma's REST API;
+/// unknown fields are ignored, missing optional ones default).
+#[derive(serde::Deserialize)]
+struct FileResponse {
+    #[serde(default)]
+    version: String,
+    document: Node,
+    #[serde(default)]
+    styles: BTreeMap<String, StyleMeta>,
+}
+
+/// A node of the document tree.
+#[derive(serde::Deserialize)]
+struct Node {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    children: Vec<Node>,
+    #[serde(default)]
+    styles: NodeStyles,
+}
+
+/// The styles a node uses, by role.
+#[derive(serde::Deserialize, Default)]
+struct NodeStyles {
+    fill: Option<String>,
+}
+
+/// A style's metadata in the file's `styles` map.
+#[derive(serde::Deserialize)]
+struct StyleMeta {
+    name: Option<String>,
+    #[serde(rename = "styleType")]
+    style_type: Option<String>,
+}
+
 /// The file's parts the export uses.
 pub(crate) struct FileInfo {
     /// What the filters found nothing for, with the file's pages.
@@ -28,71 +68,67 @@ pub(crate) fn parse_file(
     body: &[u8],
     filters: &crate::filter::Filters,
 ) -> Result<FileInfo, ExportError> {
-    let file: Value = serde_json::from_slice(body).map_err(|e| {
+    let file: FileResponse = serde_json::from_slice(body).map_err(|e| {
         ExportError::fatal(format!(
-            "✗ Figma's answer is not JSON ({e}); check --api-url"
+            "✗ Figma's answer is not the file JSON expected ({e}); check --api-url"
         ))
     })?;
-    let version = file["version"].as_str().unwrap_or("").to_string();
-    let styles = file["styles"].as_object().cloned().unwrap_or_default();
+    let styles = &file.styles;
     let mut color_nodes = BTreeMap::new();
     let mut icons = Vec::new();
     let mut images = Vec::new();
     // Each node with its page's name, the names of the frames (and
     // sections) around it and, inside a component set, the set's name.
-    let mut stack: Vec<(&Value, String, Vec<String>, Option<String>)> =
-        vec![(&file["document"], String::new(), Vec::new(), None)];
+    let mut stack: Vec<(&Node, &str, Vec<&str>, Option<&str>)> =
+        vec![(&file.document, "", Vec::new(), None)];
     let mut pages = Vec::new();
     while let Some((node, page, frames, set)) = stack.pop() {
-        let kind = node["type"].as_str().unwrap_or("");
-        let id = node["id"].as_str().unwrap_or("").to_string();
-        let name = node["name"].as_str().unwrap_or("").to_string();
-        if let Some(style) = node["styles"]["fill"].as_str() {
+        let (kind, id, name) = (node.kind.as_str(), &node.id, node.name.as_str());
+        if let Some(style) = &node.styles.fill {
             let fill_style = styles
                 .get(style)
-                .filter(|s| s["styleType"].as_str() == Some("FILL"));
+                .filter(|s| s.style_type.as_deref() == Some("FILL"));
             if let Some(definition) = fill_style {
-                let style_name = definition["name"].as_str().unwrap_or(&name).to_string();
+                let style_name = definition.name.clone().unwrap_or_else(|| name.to_string());
                 color_nodes.insert(id.clone(), style_name);
             }
         }
-        let icon_here = filters.icons_page.matches(&page)
+        let icon_here = filters.icons_page.matches(page)
             && (filters.icons_frame.is_any()
                 || frames.iter().any(|f| filters.icons_frame.matches(f)));
         if kind == "COMPONENT" && icon_here {
             // A variant is named by its properties only ("Size=24,
             // State=Default"): put its set's name first, so that the file
             // is `button/size-24-state-default`.
-            let full = match &set {
+            let full = match set {
                 Some(set) => format!("{set}/{name}"),
-                None => name.clone(),
+                None => name.to_string(),
             };
             icons.push((id.clone(), full));
-        } else if kind == "FRAME" && filters.images_page.matches(&page) {
-            images.push((id.clone(), name.clone()));
+        } else if kind == "FRAME" && filters.images_page.matches(page) {
+            images.push((id.clone(), name.to_string()));
         }
         if kind == "CANVAS" {
-            pages.push(name.clone());
+            pages.push(name.to_string());
         }
         let frames = if matches!(kind, "FRAME" | "SECTION") {
             let mut inner = frames.clone();
-            inner.push(name.clone());
+            inner.push(name);
             inner
         } else {
             frames
         };
         let set = if kind == "COMPONENT_SET" {
-            Some(name.clone())
+            Some(name)
         } else {
             set
         };
         let page = if kind == "CANVAS" { name } else { page };
-        if let Some(children) = node["children"].as_array() {
-            for child in children.iter().rev() {
-                stack.push((child, page.clone(), frames.clone(), set.clone()));
-            }
+        for child in node.children.iter().rev() {
+            stack.push((child, page, frames.clone(), set));
         }
     }
+    let version = file.version.clone();
     icons.sort_by(|a, b| node_order(&a.0, &b.0));
     images.sort_by(|a, b| node_order(&a.0, &b.0));
     let mut warnings = Vec::new();
@@ -128,21 +164,73 @@ pub(crate) fn parse_color_nodes(
     wanted: &BTreeMap<String, String>,
     colors: &mut BTreeMap<String, Color>,
 ) -> Result<Vec<String>, ExportError> {
-    let answer: Value = serde_json::from_slice(body).map_err(|e| {
+    let answer: NodesResponse = serde_json::from_slice(body).map_err(|e| {
         ExportError::recoverable(format!(
-            "✗ /v1/files/…/nodes answered something else than JSON ({e}). {RESUME_HINT}"
+            "✗ /v1/files/…/nodes answered something else than the nodes JSON ({e}). {RESUME_HINT}"
         ))
     })?;
     let mut missing = Vec::new();
     for (id, style) in wanted {
-        let paint = &answer["nodes"][id]["document"]["fills"][0];
-        if paint["type"].as_str() == Some("SOLID") {
-            colors.insert(id.clone(), solid_color(style, paint));
-        } else {
-            missing.push(id.clone());
+        let paint = answer
+            .nodes
+            .get(id)
+            .and_then(Option::as_ref)
+            .and_then(|n| n.document.fills.first());
+        match paint {
+            Some(paint) if paint.kind == "SOLID" => {
+                colors.insert(id.clone(), solid_color(style, paint));
+            }
+            _ => missing.push(id.clone()),
         }
     }
     Ok(missing)
+}
+
+/// `GET /v1/files/:key/nodes`: each asked-for node, or `null` if it is gone.
+#[derive(serde::Deserialize)]
+struct NodesResponse {
+    #[serde(default)]
+    nodes: BTreeMap<String, Option<NodeEntry>>,
+}
+
+#[derive(serde::Deserialize)]
+struct NodeEntry {
+    document: PaintedNode,
+}
+
+#[derive(serde::Deserialize)]
+struct PaintedNode {
+    #[serde(default)]
+    fills: Vec<Paint>,
+}
+
+/// A fill: only SOLID ones are colors.
+#[derive(serde::Deserialize)]
+pub(crate) struct Paint {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    color: Rgba,
+    opacity: Option<f64>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct Rgba {
+    #[serde(default)]
+    r: f64,
+    #[serde(default)]
+    g: f64,
+    #[serde(default)]
+    b: f64,
+    a: Option<f64>,
+}
+
+/// `GET /v1/images/:key`: a URL per node, `null` where Figma could not
+/// render it.
+#[derive(serde::Deserialize)]
+pub(crate) struct ImagesResponse {
+    #[serde(default)]
+    pub(crate) images: BTreeMap<String, Option<String>>,
 }
 
 /// Node ids in numeric order ("2:10" after "2:9").
@@ -155,13 +243,12 @@ pub(crate) fn node_order(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 /// A SOLID paint as a [`Color`]: alpha = color.a × opacity.
-pub(crate) fn solid_color(name: &str, paint: &Value) -> Color {
-    let channel = |v: &Value| v.as_f64().unwrap_or(0.0).clamp(0.0, 1.0);
-    let c = &paint["color"];
-    let alpha = c["a"].as_f64().unwrap_or(1.0) * paint["opacity"].as_f64().unwrap_or(1.0);
+pub(crate) fn solid_color(name: &str, paint: &Paint) -> Color {
+    let c = &paint.color;
+    let alpha = c.a.unwrap_or(1.0) * paint.opacity.unwrap_or(1.0);
     Color {
         name: name.to_string(),
-        rgb: [channel(&c["r"]), channel(&c["g"]), channel(&c["b"])],
+        rgb: [c.r, c.g, c.b].map(|v| v.clamp(0.0, 1.0)),
         alpha: alpha.clamp(0.0, 1.0),
     }
 }
