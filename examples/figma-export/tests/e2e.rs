@@ -978,3 +978,35 @@ async fn page_and_frame_filters_choose_what_is_exported() {
     let summary = run(none).await.expect("an export of images only");
     assert_eq!(summary.exported as usize, 3 * file.images.len());
 }
+
+/// The designers save the file while an export runs: every later request
+/// still names the version the export started from, so the output is one
+/// version of the file, not a mix.
+#[tokio::test(start_paused = true)]
+async fn a_version_saved_mid_run_does_not_mix_into_the_export() {
+    let scratch = Scratch::new("mid-run-version");
+    let server = server(Faults {
+        new_version_after: Some(2),
+        ..Faults::none()
+    })
+    .await;
+    let started_at = server.file().version;
+    run(options(&server, &scratch.out())).await.expect("export");
+    assert_ne!(
+        server.file().version,
+        started_at,
+        "the file changed mid-run"
+    );
+    let later: Vec<String> = server
+        .log()
+        .into_iter()
+        .skip(3)
+        .map(|l| l.uri)
+        .filter(|uri| uri.starts_with("/v1/"))
+        .collect();
+    assert!(!later.is_empty());
+    for uri in later {
+        assert!(uri.contains(&format!("version={started_at}")), "{uri}");
+    }
+    check_clean_export(&scratch.out(), &server.file());
+}

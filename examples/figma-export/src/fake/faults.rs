@@ -54,6 +54,10 @@ pub struct Faults {
     /// Faults only hit API requests with a number (0-based, API requests
     /// only) in this range; `None`: all.
     pub api_window: Option<std::ops::Range<usize>>,
+    /// After this many API requests the designers save the file: its
+    /// `version` changes. Earlier versions stay servable, as Figma's do;
+    /// a `version=` it never had is a 400.
+    pub new_version_after: Option<usize>,
 }
 
 impl Faults {
@@ -70,6 +74,7 @@ impl Faults {
             render_limit: usize::MAX,
             null_renders: Vec::new(),
             api_window: None,
+            new_version_after: None,
         }
     }
 
@@ -87,6 +92,7 @@ impl Faults {
             render_limit: 100,
             null_renders: Vec::new(),
             api_window: None,
+            new_version_after: None,
         }
     }
 }

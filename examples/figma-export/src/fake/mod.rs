@@ -66,6 +66,7 @@ impl FakeServer {
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             rng: Rng::new(faults.seed ^ 0xFA17),
+            versions: vec![file.version.clone()],
             file,
             faults,
             log: Vec::new(),

@@ -21,6 +21,8 @@ pub(super) struct State {
     pub(super) rng: Rng,
     pub(super) log: Vec<Logged>,
     pub(super) api_requests: usize,
+    /// Every version the file has had, the current one last.
+    pub(super) versions: Vec<String>,
     /// GCRA state of the API's own limit.
     pub(super) tat: Option<Instant>,
     pub(super) addr: SocketAddr,
@@ -53,6 +55,11 @@ pub(super) fn handle(state: &Mutex<State>, request: &Request<Incoming>) -> (Repl
     } else {
         usize::MAX
     };
+    if state.faults.new_version_after == Some(number) {
+        let next = format!("{}1", state.file.version);
+        state.versions.push(next.clone());
+        state.file.version = next;
+    }
     let in_window = state
         .faults
         .api_window
@@ -128,6 +135,18 @@ pub(super) fn answer(
             )),
             delay,
         );
+    }
+    // A pinned version must be one the file has had.
+    if let Some(version) = params.get("version") {
+        if !state.versions.iter().any(|v| v == version) {
+            return (
+                Reply::Answer(json_reply(
+                    400,
+                    &json!({"status": 400, "err": "Invalid version"}),
+                )),
+                delay,
+            );
+        }
     }
     // The API's own rate limit (GCRA).
     if let Some((per_minute, burst)) = state.faults.rate_limit {
