@@ -247,15 +247,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     // 2. The items, with safe, unique paths.
     let items = plan_items(&file, &options, &progress);
     if options.dry_run {
-        for item in &items {
-            println!(
-                "{} ← {} {}@{}x",
-                item.path.display(),
-                item.node,
-                item.format.name(),
-                item.scale
-            );
-        }
+        list_items(&items);
         return Ok(Summary {
             colors: colors.len(),
             elapsed: started.elapsed(),
@@ -399,6 +391,19 @@ where
         file.images.len()
     ));
     Ok((file, colors))
+}
+
+/// `--dry-run`: each file that would be written, and from what.
+fn list_items(items: &[Item]) {
+    for item in items {
+        println!(
+            "{} ← {} {}@{}x",
+            item.path.display(),
+            item.node,
+            item.format.name(),
+            item.scale
+        );
+    }
 }
 
 /// What every group's downloads read.

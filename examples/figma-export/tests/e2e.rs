@@ -1010,3 +1010,29 @@ async fn a_version_saved_mid_run_does_not_mix_into_the_export() {
     }
     check_clean_export(&scratch.out(), &server.file());
 }
+
+/// Names that collide once slugged ("Hero/Banner 7" and "hero/banner 7")
+/// keep their files when the nodes move: the same paths from a file whose
+/// nodes come in another order with other ids (before, the suffix was the
+/// node id and the plain name went to whichever came first).
+#[tokio::test(start_paused = true)]
+async fn collision_suffixes_survive_moved_nodes() {
+    let paths_of = |out: &Path| -> BTreeSet<PathBuf> { tree(out).into_keys().collect() };
+    let original = FakeFile::generate(SEED);
+    let mut moved = original.clone();
+    moved.images.reverse();
+    for (i, node) in moved.images.iter_mut().enumerate() {
+        node.id = format!("7:{i}");
+    }
+    let mut exported = Vec::new();
+    for (name, file) in [("collide-a", original), ("collide-b", moved)] {
+        let scratch = Scratch::new(name);
+        let server = FakeServer::start(file, Faults::none())
+            .await
+            .expect("server");
+        run(options(&server, &scratch.out())).await.expect("export");
+        exported.push(paths_of(&scratch.out()));
+    }
+    assert_eq!(exported[0], exported[1]);
+    assert!(exported[0].contains(Path::new("images/hero/banner-7.png")));
+}
