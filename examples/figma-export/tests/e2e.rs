@@ -141,9 +141,21 @@ fn check_clean_export(out: &Path, file: &FakeFile) {
     assert_eq!(listed, on_disk, "the manifest lists what was written");
     let colors: serde_json::Value =
         serde_json::from_slice(&files[Path::new("colors.json")]).expect("colors.json");
-    // DTCG 2025.10: nested by the `/` in the style names, structured values.
+    // DTCG 2025.10: nested by the `/` in the style names, structured values;
+    // a duplicate name kept as "<name> 2" (styles sorted by name, then node).
     let mut want = serde_json::Map::new();
-    for (_, name, [r, g, b, a]) in &file.colors {
+    let mut styles: Vec<&(figma_export::fake::FakeNode, String, [f64; 4])> =
+        file.colors.iter().collect();
+    styles.sort_by_key(|(node, name, _)| {
+        let (a, b) = node.id.split_once(':').unwrap_or(("0", "0"));
+        (
+            name.clone(),
+            a.parse::<u64>().unwrap_or(0),
+            b.parse::<u64>().unwrap_or(0),
+        )
+    });
+    let mut taken = HashSet::new();
+    for (_, name, [r, g, b, a]) in styles {
         let hex = |v: f64| format!("{:02x}", (v * 255.0).round() as u8);
         let round = |v: f64| (v * 10_000.0).round() / 10_000.0;
         let token = serde_json::json!({"$type": "color", "$value": {
@@ -152,12 +164,23 @@ fn check_clean_export(out: &Path, file: &FakeFile) {
             "alpha": round(*a),
             "hex": format!("#{}{}{}", hex(*r), hex(*g), hex(*b)),
         }});
-        let (group, leaf) = name.split_once('/').expect("group/shade");
-        want.entry(group.to_string())
-            .or_insert_with(|| serde_json::json!({}))
-            .as_object_mut()
-            .expect("group")
-            .insert(leaf.to_string(), token);
+        let mut path: Vec<String> = name.split('/').map(str::to_string).collect();
+        let last = path.last().cloned().unwrap_or_default();
+        let mut n = 1;
+        while !taken.insert(path.join("/")) {
+            n += 1;
+            *path.last_mut().expect("a name") = format!("{last} {n}");
+        }
+        let (leaf, groups) = path.split_last().expect("a name");
+        let mut here = &mut want;
+        for group in groups {
+            here = here
+                .entry(group.clone())
+                .or_insert_with(|| serde_json::json!({}))
+                .as_object_mut()
+                .expect("a group");
+        }
+        here.insert(leaf.clone(), token);
     }
     assert_eq!(colors, serde_json::Value::Object(want), "colors.json exact");
 }

@@ -52,7 +52,7 @@ pub(super) const AWKWARD: &[&str] = &[
 ];
 
 impl FakeFile {
-    /// A realistic file: 56 colors, 304 icons (three of them variants of a component set), 20 images, with awkward
+    /// A realistic file: 59 colors (a duplicate, a non-Latin and an emoji style name among them), 304 icons (three of them variants of a component set), 20 images, with awkward
     /// names mixed in.
     pub fn generate(seed: u64) -> Self {
         let mut rng = Rng::new(seed);
@@ -79,6 +79,21 @@ impl FakeFile {
                     rgba,
                 ));
             }
+        }
+        // Style names that real files have: a duplicate, non-Latin, emoji.
+        for (i, name) in ["Brand/100", "Текст/Основной", "🔥 Hot"]
+            .into_iter()
+            .enumerate()
+        {
+            let rgba = [0.2 * (i + 1) as f64, 0.4, 0.6, 1.0];
+            colors.push((
+                FakeNode {
+                    id: format!("1:{}", 90 + i),
+                    name: name.into(),
+                },
+                name.into(),
+                rgba,
+            ));
         }
         let sets = [
             "Navigation",
