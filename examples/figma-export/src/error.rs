@@ -94,7 +94,7 @@ pub(crate) const RESUME_HINT: &str = "Try again later, or run again with --resum
 /// The checkpoint is kept (every finished item is already recorded): say
 /// how far it got.
 pub(crate) fn stopped(error: ExportError, summary: &Summary) -> ExportError {
-    if error.code == 3 {
+    if error.kind() == ExitKind::Recoverable {
         ExportError::recoverable(format!(
             "{}\n  {} files written before stopping; the checkpoint is saved.",
             error.message, summary.exported

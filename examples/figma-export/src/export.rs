@@ -243,6 +243,9 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
 
     // 1. The file, and its color styles' values.
     let (file, colors) = read_file(&api_get, &options, &progress).await?;
+    if options.verbose {
+        progress.println(format!("  · {}", limiter.status()));
+    }
 
     // 2. The items, with safe, unique paths.
     let items = plan_items(&file, &options, &progress);

@@ -910,6 +910,8 @@ fn verbose_shows_the_crates_events() {
     let loud = run(true);
     assert!(loud.contains("steadfast_ratelimit:"), "{loud}");
     assert!(loud.contains("throttled by the server"), "{loud}");
+    // And the limiter's status line.
+    assert!(loud.contains("  · rate "), "{loud}");
     let quiet = run(false);
     assert!(!quiet.contains("steadfast_"), "{quiet}");
 }
