@@ -267,17 +267,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     })?;
     let config = checkpoint_config(&options, &file.version)?;
     let (store, checkpoint_use) = open_checkpoint(config, &options)?;
-    match &checkpoint_use {
-        CheckpointUse::Fresh => {}
-        CheckpointUse::Resumed { done } => {
-            progress.println(format!(
-                "Resuming: {done} items were done by an earlier run."
-            ));
-        }
-        CheckpointUse::StartedOver { reason } => {
-            progress.println(format!("Starting over: {reason}."));
-        }
-    }
+    checkpoint_use.announce(&progress);
     let store = Arc::new(Mutex::new(store));
 
     prepare_folders(&items, &options.out, &progress)?;

@@ -108,3 +108,18 @@ pub(crate) fn open_checkpoint(
         _ => Err(ExportError::fatal("✗ unexpected checkpoint state")),
     }
 }
+
+impl CheckpointUse {
+    /// Says what became of the earlier checkpoint, if there was one.
+    pub(crate) fn announce(&self, progress: &crate::progress::Progress) {
+        match self {
+            Self::Fresh => {}
+            Self::Resumed { done } => {
+                progress.println(format!(
+                    "Resuming: {done} items were done by an earlier run."
+                ));
+            }
+            Self::StartedOver { reason } => progress.println(format!("Starting over: {reason}.")),
+        }
+    }
+}
