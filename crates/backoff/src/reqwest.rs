@@ -26,7 +26,7 @@ where
 {
     fn classify(&self, outcome: &Result<reqwest::Response, E>) -> Action {
         match outcome {
-            Ok(response) => action(&self.verdict(response.status(), response.headers())),
+            Ok(response) => self.response_action(response.status(), response.headers()),
             Err(error) => self.errors().classify_error(error),
         }
     }

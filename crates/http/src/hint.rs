@@ -319,7 +319,10 @@ pub fn ratelimit_field(value: &HeaderValue) -> Option<Duration> {
 /// headers, then OpenAI's per-resource pairs (the scarcer one). Measured
 /// against the response's `Date` or else `now`.
 pub fn quota(headers: &HeaderMap, now: SystemTime) -> Option<(u64, Duration)> {
-    let reference = reference(headers, now);
+    // The `Date` header is parsed only if a reset needs it (a Unix time),
+    // and once.
+    let date = std::cell::OnceCell::new();
+    let reference = || *date.get_or_init(|| reference(headers, now));
     let plausible = |(remaining, reset): (u64, Duration)| {
         (reset <= MAX_PLAUSIBLE).then_some((remaining, reset))
     };
@@ -338,7 +341,7 @@ pub fn quota(headers: &HeaderMap, now: SystemTime) -> Option<(u64, Duration)> {
     if let Some(remaining) = remaining {
         let reset = RESETS
             .iter()
-            .find_map(|(name, _)| reset(headers.get(*name)?, reference));
+            .find_map(|(name, _)| reset(headers.get(*name)?, reference()));
         if let Some(quota) = reset.map(|reset| (remaining, reset)).and_then(plausible) {
             return Some(quota);
         }
@@ -347,7 +350,7 @@ pub fn quota(headers: &HeaderMap, now: SystemTime) -> Option<(u64, Duration)> {
         .iter()
         .filter_map(|(remaining, reset_name)| {
             let remaining = count(remaining)?;
-            let reset = reset(headers.get(*reset_name)?, reference)?;
+            let reset = reset(headers.get(*reset_name)?, reference())?;
             plausible((remaining, reset))
         })
         .min_by_key(|&(remaining, reset)| (remaining, std::cmp::Reverse(reset)))

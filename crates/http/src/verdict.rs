@@ -231,9 +231,7 @@ impl Classifier {
     /// The verdict on a response with `status` and `headers`, received at
     /// `now` (used only when the response has no valid `Date`).
     pub fn classify(&self, status: StatusCode, headers: &HeaderMap, now: SystemTime) -> Verdict {
-        let reference = hint::reference(headers, now);
-        let quota =
-            hint::quota(headers, reference).map(|(remaining, reset)| Quota { remaining, reset });
+        let quota = hint::quota(headers, now).map(|(remaining, reset)| Quota { remaining, reset });
         let in_set = self.retries(status);
         let code = status.as_u16();
         // The cheap case first: a success reads no hint header.
@@ -246,6 +244,7 @@ impl Classifier {
                 quota,
             };
         }
+        let reference = hint::reference(headers, now);
         let retry_hint = hint::retry_hint(headers, reference);
         let throttled = match code {
             429 => true,
