@@ -147,7 +147,7 @@ impl Names {
 }
 
 /// FNV-1a, 64 bits: a stable hash (the same on every run and platform).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })

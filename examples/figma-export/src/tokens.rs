@@ -102,16 +102,10 @@ fn css_name(name: &str) -> String {
         .filter(|s| !s.is_empty())
         .collect();
     if parts.is_empty() {
-        format!("color-{:08x}", fnv1a(name.as_bytes()) as u32)
+        format!("color-{:08x}", crate::names::fnv1a(name.as_bytes()) as u32)
     } else {
         parts.join("-")
     }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// The token path (segments) for every color, unique, in the colors'
