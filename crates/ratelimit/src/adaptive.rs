@@ -1,56 +1,108 @@
-//! The adaptive controller: multiplicative decrease on throttling, CUBIC
-//! recovery, modelled on AWS's adaptive retry mode. Pure arithmetic on
-//! times given in seconds, so it is tested without clocks.
+//! The adaptive controller: it finds the server's rate by bracketing it,
+//! settles just under it, and probes above it rarely and by small steps.
+//!
+//! Two bounds: `good`, the highest rate that ran a full, busy window with
+//! no throttle, and `bad`, the lowest rate that drew one. The rate in force
+//! is `good`; every [`PROBE_REQUESTS`] requests it tries a little more
+//! (2 %), and while probes pass, the steps grow (×3, up to +50 %) until
+//! one fails; then it bisects between the bounds until they are within
+//! [`TIGHT`]. A probe that fails costs one throttle and returns to `good`.
+//!
+//! A throttle at `good` itself means the server moved (or `good` was at
+//! the very edge): the first drops the rate by [`EDGE`]; one at a rate not
+//! yet confirmed cuts by [`BETA`], or straight to the rate the server was
+//! seen admitting, if that is lower (on a strict server, sending 10 % too
+//! fast halves what gets through, so the admitted rate is the better
+//! estimate of the two).
+//!
+//! Pure arithmetic on times given in seconds, so it is tested without
+//! clocks.
 
-/// The cut on throttling: the new rate is `BETA` × the rate in use.
+use std::collections::VecDeque;
+
+/// The cut for a throttle at a rate not confirmed: at most `BETA` × the
+/// rate in use.
 pub(crate) const BETA: f64 = 0.7;
-/// CUBIC's scaling constant (AWS: 0.4).
-pub(crate) const SCALE: f64 = 0.4;
-/// At low rates the recovery to the old rate spans at least this many
-/// requests (see [`Cubic::on_throttle`]).
-const RECOVERY_REQUESTS: f64 = 10.0;
-/// Length of a send-rate measurement window, in seconds (AWS: 0.5).
-const WINDOW: f64 = 0.5;
-/// Weight of the newest window in the smoothed send rate (AWS: 0.8).
+/// The cut for a throttle at a confirmed rate.
+const EDGE: f64 = 0.05;
+/// The first probe's step above `good`.
+const FIRST_STEP: f64 = 0.02;
+/// Each passed probe multiplies the next step by this...
+const STEP_GROWTH: f64 = 2.0;
+/// ...up to this.
+const MAX_STEP: f64 = 0.5;
+/// Bounds closer than this (relative) are settled: no bisecting.
+const TIGHT: f64 = 0.03;
+/// A window is clean after this many seconds with no throttle...
+const CLEAN_SECONDS: f64 = 1.0;
+/// ...and at least this many requests' worth of time.
+const CLEAN_REQUESTS: f64 = 5.0;
+/// ...or this many, near a rate that drew a throttle.
+const EDGE_REQUESTS: f64 = 20.0;
+/// Once settled, a probe every this many requests' worth of time: a failed
+/// probe costs one throttle, so this bounds their share (1/80 = 1.25 %).
+const PROBE_REQUESTS: f64 = 80.0;
+/// A window counts only if the caller sent at least this share of the
+/// rate: an idle caller proves nothing, and does not climb.
+const UTILIZATION: f64 = 0.8;
+/// Successes kept to estimate the server's admitted rate.
+const SAMPLES: usize = 17;
+/// Length of a send-rate measurement window, in seconds.
+const SEND_WINDOW: f64 = 0.5;
+/// Weight of the newest window in the smoothed send rate.
 const SMOOTHING: f64 = 0.8;
-/// Below this fraction of its allowance, the caller is "not using it" and
-/// the rate does not climb.
-const UTILIZATION: f64 = 0.5;
 
-/// CUBIC state: off until the first throttle, then following
-/// `SCALE·(t − t_throttle − K)³ + w_max`.
+/// The controller's state.
 #[derive(Clone, Debug)]
-pub(crate) struct Cubic {
+pub(crate) struct Adaptive {
     ceiling: f64,
     floor: f64,
     rate: f64,
     enabled: bool,
-    w_max: f64,
-    k: f64,
-    /// The curve's scale: [`SCALE`], or smaller at low rates.
-    c: f64,
-    last_throttle: f64,
+    /// The highest rate seen clean since the last throttle at it.
+    good: Option<f64>,
+    /// The lowest rate that drew a throttle, until a faster one runs clean.
+    bad: Option<f64>,
+    /// The rate in force is a probe above `good`.
+    probing: bool,
+    /// The next probe's step, relative to `good`, when `bad` is unknown.
+    step: f64,
+    /// A settled controller probes again at this time.
+    next_probe: f64,
+    /// When the rate in force took effect (or the pause that followed ended).
+    since: f64,
+    /// Admissions counted at `since`.
+    since_admitted: u64,
+    /// The last cut: throttles of requests sent before it are stale.
+    last_cut: f64,
+    /// Times of the latest successes.
+    successes: VecDeque<f64>,
+    /// The running admission count, as last observed.
+    admitted: u64,
     /// Measured send rate (permits/s), smoothed.
     measured: f64,
-    /// The send rate of the last full window alone.
-    last_sample: f64,
     window_start: f64,
     window_admitted: u64,
 }
 
-impl Cubic {
+impl Adaptive {
     pub(crate) fn new(ceiling: f64, floor: f64) -> Self {
         Self {
             ceiling,
             floor: floor.min(ceiling),
             rate: ceiling,
             enabled: false,
-            w_max: ceiling,
-            k: 0.0,
-            c: SCALE,
-            last_throttle: f64::NEG_INFINITY,
+            good: None,
+            bad: None,
+            probing: false,
+            step: FIRST_STEP,
+            next_probe: 0.0,
+            since: 0.0,
+            since_admitted: 0,
+            last_cut: f64::NEG_INFINITY,
+            successes: VecDeque::with_capacity(SAMPLES),
+            admitted: 0,
             measured: 0.0,
-            last_sample: 0.0,
             window_start: 0.0,
             window_admitted: 0,
         }
@@ -68,20 +120,21 @@ impl Cubic {
 
     /// When the last cut happened (seconds), to ignore the throttles of
     /// requests sent before it.
-    pub(crate) fn last_throttle(&self) -> f64 {
-        self.last_throttle
+    pub(crate) fn last_cut(&self) -> f64 {
+        self.last_cut
     }
 
-    /// The smoothed send rate.
+    /// The bounds found so far: (highest clean, lowest throttled).
     #[cfg(test)]
-    pub(crate) fn measured(&self) -> f64 {
-        self.measured
+    pub(crate) fn bounds(&self) -> (Option<f64>, Option<f64>) {
+        (self.good, self.bad)
     }
 
     /// A new ceiling (the user's rate); the rate never exceeds it.
     pub(crate) fn set_ceiling(&mut self, ceiling: f64) {
         self.ceiling = ceiling;
         self.floor = self.floor.min(ceiling);
+        self.good = self.good.map(|good| good.min(ceiling));
         self.rate = if self.enabled {
             self.rate.min(ceiling)
         } else {
@@ -90,70 +143,165 @@ impl Cubic {
     }
 
     /// Feeds the running count of admitted permits, closing measurement
-    /// windows of [`WINDOW`] seconds.
+    /// windows of [`SEND_WINDOW`] seconds.
     pub(crate) fn observe(&mut self, now: f64, admitted: u64) {
+        self.admitted = admitted;
         let elapsed = now - self.window_start;
-        if elapsed >= WINDOW {
+        if elapsed >= SEND_WINDOW {
             let sent = admitted.saturating_sub(self.window_admitted) as f64 / elapsed;
             self.measured = if self.measured == 0.0 {
                 sent
             } else {
                 SMOOTHING * sent + (1.0 - SMOOTHING) * self.measured
             };
-            self.last_sample = sent;
             self.window_start = now;
             self.window_admitted = admitted;
         }
     }
 
-    /// A throttle at `now`: cut to `BETA` × the rate in use (the measured
-    /// send rate, if lower than the allowance) and restart the curve.
+    /// The rate the server was seen admitting: one over the median gap
+    /// between the latest successes (a pause or an idle spell is one long
+    /// gap, and the median ignores it).
+    fn admitted_rate(&self) -> Option<f64> {
+        if self.successes.len() < 5 {
+            return None;
+        }
+        let mut gaps: Vec<f64> = self
+            .successes
+            .iter()
+            .zip(self.successes.iter().skip(1))
+            .map(|(a, b)| b - a)
+            .collect();
+        gaps.sort_by(f64::total_cmp);
+        let median = gaps[gaps.len() / 2];
+        (median > 0.0).then(|| 1.0 / median)
+    }
+
+    fn switch(&mut self, now: f64, rate: f64) {
+        self.rate = rate.clamp(self.floor, self.ceiling);
+        self.since = now;
+        self.since_admitted = self.admitted;
+    }
+
+    /// How long a settled controller runs before probing again.
+    fn probe_wait(&self) -> f64 {
+        PROBE_REQUESTS / self.rate.max(f64::MIN_POSITIVE)
+    }
+
+    /// A throttle at `now` (not stale): lower the rate, and learn.
     pub(crate) fn on_throttle(&mut self, now: f64) -> f64 {
-        let in_use = if self.measured > 0.0 {
+        let first = !self.enabled;
+        self.enabled = true;
+        self.last_cut = now;
+        if self.probing {
+            // The probe failed: back to the rate known to pass.
+            self.probing = false;
+            let good = self.good.unwrap_or(self.rate * (1.0 - EDGE));
+            self.bad = Some(self.bad.map_or(self.rate, |bad| bad.min(self.rate)));
+            self.step = FIRST_STEP;
+            self.switch(now, good);
+            let wide = self.bad.is_some_and(|bad| bad > good * (1.0 + TIGHT));
+            // Bisect at once while the bracket is wide; else wait.
+            self.next_probe = if wide { now } else { now + self.probe_wait() };
+            return self.rate;
+        }
+        let in_use = if first && self.measured > 0.0 {
             self.measured.min(self.rate)
         } else {
             self.rate
         };
-        self.enabled = true;
-        self.w_max = in_use;
-        // AWS's K is the time the curve takes back to w_max. In absolute
-        // units it is too short at low rates (0.5 s at Figma's 10/min,
-        // where requests are 6 s apart): stretch it to at least
-        // RECOVERY_REQUESTS intervals, and scale the curve to match, so it
-        // still starts at BETA × w_max. At 2/s and above nothing changes.
-        let k = (in_use * (1.0 - BETA) / SCALE).cbrt();
-        self.k = k.max(RECOVERY_REQUESTS / in_use.max(f64::MIN_POSITIVE));
-        self.c = in_use * (1.0 - BETA) / (self.k * self.k * self.k);
-        self.last_throttle = now;
-        self.rate = (in_use * BETA).clamp(self.floor, self.ceiling);
+        self.bad = Some(in_use);
+        self.step = FIRST_STEP;
+        let cut = if self.good.is_some_and(|good| in_use >= good) {
+            // The confirmed rate drew a throttle: at the edge, or the
+            // server slowed down. A small step first.
+            in_use * (1.0 - EDGE)
+        } else {
+            let admitted = self.admitted_rate().unwrap_or(f64::INFINITY);
+            (in_use * BETA).min(admitted)
+        };
+        self.good = None;
+        self.switch(now, cut);
+        self.next_probe = now;
         self.rate
     }
 
     /// The recovery starts when a pause ends: time spent paused says
-    /// nothing about the server, so it does not count toward the curve.
+    /// nothing about the server.
     pub(crate) fn defer(&mut self, until: f64) {
-        if self.enabled && until > self.last_throttle {
-            self.last_throttle = until;
+        if self.enabled && until > self.since {
+            self.since = until;
+            self.since_admitted = self.admitted;
         }
     }
 
-    /// A success at `now`: follow the curve, but never above the ceiling,
-    /// never more than twice the measured send rate, and not at all while
-    /// the caller uses less than half its allowance.
+    /// A success at `now`: after a full, busy, clean window the rate in
+    /// force is confirmed, and the controller may probe above it.
     pub(crate) fn on_success(&mut self, now: f64) -> f64 {
-        if !self.enabled || now < self.last_throttle {
+        if self.successes.len() == SAMPLES {
+            self.successes.pop_front();
+        }
+        self.successes.push_back(now);
+        if !self.enabled || now < self.since {
             return self.rate;
         }
-        let t = now - self.last_throttle - self.k;
-        let curve = (self.c * t * t * t + self.w_max).clamp(self.floor, self.ceiling);
-        // "In use" by the smoothed rate and the latest window both, so the
-        // smoothing's lag after a busy spell does not count as use.
-        let in_use = self.measured.min(self.last_sample);
-        self.rate = if in_use >= UTILIZATION * self.rate {
-            curve.min(2.0 * self.measured).max(self.floor)
+        let elapsed = now - self.since;
+        let rate = self.rate;
+        // Close to a rate that drew a throttle, a pass must be a long one:
+        // jitter in the network lets a few requests through at a rate the
+        // server does not sustain.
+        let near_bad = self.bad.is_some_and(|bad| rate >= bad * (1.0 - TIGHT));
+        let requests = if near_bad {
+            EDGE_REQUESTS
         } else {
-            curve.min(self.rate)
+            CLEAN_REQUESTS
         };
+        if elapsed < CLEAN_SECONDS.max(requests / rate) {
+            return rate;
+        }
+        let sent = self.admitted.saturating_sub(self.since_admitted) as f64;
+        if sent < UTILIZATION * rate * elapsed {
+            // Not busy enough to prove anything: start the window again.
+            self.switch(now, rate);
+            return rate;
+        }
+        // A clean window at `rate`.
+        self.good = Some(rate);
+        if self.bad.is_some_and(|bad| bad <= rate) {
+            self.bad = None;
+        }
+        if rate >= self.ceiling {
+            self.probing = false;
+            self.switch(now, rate);
+            return rate;
+        }
+        if !self.probing && now < self.next_probe {
+            self.switch(now, rate);
+            return rate;
+        }
+        let next = match self.bad {
+            Some(bad) if bad > rate * (1.0 + TIGHT) => (rate * bad).sqrt(),
+            Some(bad) if !self.probing => {
+                // Settled, and time to look again: just past the old bound,
+                // so a pass proves the server sped up (and starts a climb)
+                // while a fail costs one throttle, as any probe.
+                (rate * (1.0 + FIRST_STEP)).max(bad * (1.0 + FIRST_STEP / 2.0))
+            }
+            Some(_) => {
+                // Settled between tight bounds: probe again later.
+                self.probing = false;
+                self.next_probe = now + self.probe_wait();
+                self.switch(now, rate);
+                return rate;
+            }
+            None => {
+                let next = rate * (1.0 + self.step);
+                self.step = (self.step * STEP_GROWTH).min(MAX_STEP);
+                next
+            }
+        };
+        self.probing = true;
+        self.switch(now, next);
         self.rate
     }
 }
@@ -166,109 +314,172 @@ mod tests {
         (a - b).abs() < 1e-9 * b.abs().max(1.0)
     }
 
-    #[test]
-    fn off_until_the_first_throttle() {
-        let mut cubic = Cubic::new(10.0, 0.1);
-        assert_eq!(cubic.on_success(100.0), 10.0);
-        assert!(!cubic.adapted());
+    /// Runs `controller` busy at its rate from `from` to `to`, with a
+    /// server of capacity `capacity` that throttles anything above it
+    /// (strictly), in steps of one request.
+    fn drive(
+        adaptive: &mut Adaptive,
+        admitted: &mut u64,
+        from: f64,
+        to: f64,
+        capacity: f64,
+    ) -> u32 {
+        let mut now = from;
+        let mut throttles = 0;
+        while now < to {
+            now += 1.0 / adaptive.rate();
+            *admitted += 1;
+            adaptive.observe(now, *admitted);
+            if adaptive.rate() > capacity {
+                throttles += 1;
+                adaptive.on_throttle(now);
+            } else {
+                adaptive.on_success(now);
+            }
+        }
+        throttles
     }
 
     #[test]
-    fn cuts_by_beta_and_recovers_to_w_max_at_k() {
-        let mut cubic = Cubic::new(100.0, 0.1);
-        // Measured: 40/s sent, under the 100/s allowance.
-        cubic.observe(0.0, 0);
-        cubic.observe(1.0, 40);
-        assert!(close(cubic.measured(), 40.0));
-        assert!(close(cubic.on_throttle(1.0), 28.0), "0.7 × 40");
-        let k = (40.0_f64 * 0.3 / 0.4).cbrt();
-        cubic.observe(1.5, 54); // 28/s: at least half the allowance
-        let at_k = cubic.on_success(1.0 + k);
-        assert!(close(at_k, 40.0_f64.min(2.0 * cubic.measured())), "{at_k}");
-        // Concave before K, convex after.
-        let mut cubic2 = Cubic::new(100.0, 0.1);
-        cubic2.observe(0.0, 0);
-        cubic2.observe(1.0, 40);
-        cubic2.on_throttle(1.0);
-        cubic2.measured = 1000.0; // no send-rate cap for this check
-        cubic2.last_sample = 1000.0;
-        let a = cubic2.on_success(1.0 + k / 2.0);
-        let b = cubic2.on_success(1.0 + k);
-        let c = cubic2.on_success(1.0 + 1.5 * k);
-        assert!(28.0 < a && a < b && b < c && c <= 100.0, "{a} {b} {c}");
-        assert!(close(b, 40.0));
+    fn off_until_the_first_throttle() {
+        let mut adaptive = Adaptive::new(10.0, 0.1);
+        assert_eq!(adaptive.on_success(100.0), 10.0);
+        assert!(!adaptive.adapted());
+    }
+
+    #[test]
+    fn the_first_cut_goes_to_the_admitted_rate_when_that_is_lower() {
+        let mut adaptive = Adaptive::new(12.0, 0.1);
+        // 12/s sent, every third admitted: the server takes 4/s.
+        for i in 0..24 {
+            let now = f64::from(i) / 12.0;
+            adaptive.observe(now, u64::try_from(i).expect("small"));
+            if i % 3 == 0 {
+                adaptive.on_success(now);
+            }
+        }
+        let cut = adaptive.on_throttle(2.0);
+        assert!(close(cut, 4.0), "{cut}");
+        // With no estimate, BETA × the rate in use.
+        let mut blind = Adaptive::new(12.0, 0.1);
+        assert!(close(blind.on_throttle(1.0), 12.0 * BETA));
+    }
+
+    #[test]
+    fn it_settles_within_the_tight_bound_under_the_capacity_and_probes_rarely() {
+        let mut adaptive = Adaptive::new(30.0, 0.1);
+        let mut admitted = 0;
+        adaptive.on_throttle(0.0);
+        drive(&mut adaptive, &mut admitted, 0.0, 60.0, 10.0);
+        let settled = adaptive.rate();
+        assert!(
+            (10.0 * (1.0 - TIGHT)..=10.0).contains(&settled),
+            "{settled}"
+        );
+        // Settled: one probe (and so at most one throttle) per 80 requests.
+        let throttles = drive(&mut adaptive, &mut admitted, 60.0, 300.0, 10.0);
+        let requests = 240.0 * 10.0;
+        assert!(
+            f64::from(throttles) <= requests / PROBE_REQUESTS + 1.0,
+            "{throttles}"
+        );
+        assert!(adaptive.rate() >= 10.0 * (1.0 - TIGHT));
+    }
+
+    #[test]
+    fn it_finds_a_faster_server_within_the_probe_wait_and_a_few_windows() {
+        let mut adaptive = Adaptive::new(100.0, 0.1);
+        let mut admitted = 0;
+        adaptive.on_throttle(0.0);
+        drive(&mut adaptive, &mut admitted, 0.0, 60.0, 10.0);
+        drive(&mut adaptive, &mut admitted, 60.0, 90.0, 20.0);
+        assert!(
+            adaptive.rate() >= 20.0 * (1.0 - TIGHT),
+            "{}",
+            adaptive.rate()
+        );
+        // And a slower one at once.
+        drive(&mut adaptive, &mut admitted, 90.0, 100.0, 10.0);
+        assert!(
+            adaptive.rate() <= 10.0 && adaptive.rate() >= 9.0,
+            "{}",
+            adaptive.rate()
+        );
     }
 
     #[test]
     fn never_above_the_ceiling_nor_below_the_floor() {
-        let mut cubic = Cubic::new(10.0, 2.0);
-        cubic.measured = 1000.0;
-        cubic.last_sample = 1000.0;
+        let mut adaptive = Adaptive::new(10.0, 2.0);
         for i in 0..50 {
-            let rate = cubic.on_throttle(f64::from(i));
+            let rate = adaptive.on_throttle(f64::from(i));
             assert!((2.0..=10.0).contains(&rate), "{rate}");
         }
-        assert_eq!(cubic.rate(), 2.0);
-        assert_eq!(cubic.on_success(1e6), 10.0);
+        assert_eq!(adaptive.rate(), 2.0);
+        let mut admitted = 0;
+        drive(&mut adaptive, &mut admitted, 50.0, 200.0, 1000.0);
+        assert_eq!(adaptive.rate(), 10.0);
     }
 
     #[test]
-    fn low_rates_recover_over_ten_requests_not_half_a_second() {
-        // Figma's 10/min: after a cut, back to w_max only after ten
-        // intervals (60 s), concave all the way.
-        let mut cubic = Cubic::new(10.0 / 60.0, 0.001);
-        cubic.measured = 10.0 / 60.0;
-        cubic.last_sample = 10.0 / 60.0;
-        let cut = cubic.on_throttle(0.0);
-        assert!(close(cut, 0.7 * 10.0 / 60.0));
-        // Five seconds in (not even one interval): still well below.
-        let early = cubic.on_success(5.0);
-        assert!(early < 0.8 * 10.0 / 60.0, "{early}");
-        let later = cubic.on_success(30.0);
-        assert!(early < later && later < 10.0 / 60.0, "{later}");
-        assert!(close(cubic.on_success(60.0), 10.0 / 60.0));
-        // At 40/s the stretch does not apply: AWS's K.
-        let mut fast = Cubic::new(100.0, 0.1);
-        fast.measured = 40.0;
-        fast.last_sample = 40.0;
-        fast.on_throttle(0.0);
-        assert!(close(fast.k, (40.0_f64 * 0.3 / 0.4).cbrt()));
-        assert!(close(fast.c, SCALE));
-    }
-
-    #[test]
-    fn a_pause_delays_the_recovery() {
-        let mut cubic = Cubic::new(100.0, 0.1);
-        cubic.measured = 1000.0;
-        cubic.last_sample = 1000.0;
-        let cut = cubic.on_throttle(10.0);
-        cubic.defer(20.0);
-        assert_eq!(cubic.on_success(19.0), cut, "paused: no recovery yet");
-        let mut undeferred = Cubic::new(100.0, 0.1);
-        undeferred.measured = 1000.0;
-        undeferred.last_sample = 1000.0;
-        undeferred.on_throttle(10.0);
-        // One second after the pause is like one second after the cut.
-        assert!(close(cubic.on_success(21.0), undeferred.on_success(11.0)));
+    fn a_pause_delays_the_window() {
+        let mut adaptive = Adaptive::new(100.0, 0.1);
+        let cut = adaptive.on_throttle(10.0);
+        adaptive.defer(20.0);
+        adaptive.observe(19.5, 1_000);
+        assert_eq!(adaptive.on_success(19.5), cut, "paused: nothing learnt");
+        assert_eq!(adaptive.since, 20.0);
     }
 
     #[test]
     fn does_not_climb_while_the_allowance_goes_unused() {
-        let mut cubic = Cubic::new(100.0, 0.1);
-        cubic.observe(0.0, 0);
-        cubic.observe(1.0, 50);
-        let cut = cubic.on_throttle(1.0); // 35/s
-                                          // The caller now sends 5/s: far below half of 35/s.
+        let mut adaptive = Adaptive::new(100.0, 0.1);
+        adaptive.observe(0.0, 0);
+        adaptive.observe(1.0, 50);
+        let cut = adaptive.on_throttle(1.0); // 35/s
+                                             // The caller now sends 4/s: far below its allowance.
         let mut admitted = 50;
-        for step in 1..=120 {
-            let now = 1.0 + f64::from(step) * 0.5;
-            admitted += 2; // 2 permits per half second = 4/s... under 17.5
-            cubic.observe(now, admitted);
+        for step in 1..=240 {
+            let now = 1.0 + f64::from(step) * 0.25;
+            admitted += 1;
+            adaptive.observe(now, admitted);
             assert!(
-                cubic.on_success(now) <= cut,
+                adaptive.on_success(now) <= cut,
                 "step {step}: {}",
-                cubic.rate()
+                adaptive.rate()
             );
+        }
+        assert_eq!(
+            adaptive.bounds().0,
+            None,
+            "no window was busy enough to count"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_sequence_of_answers_keeps_the_rate_between_floor_and_ceiling(
+            ceiling in 0.01_f64..1_000.0,
+            floor_share in 0.0_f64..1.0,
+            events in proptest::collection::vec((0.0_f64..2.0, 0_u8..4, 0_u64..50), 1..400),
+        ) {
+            let floor = ceiling * floor_share;
+            let mut adaptive = Adaptive::new(ceiling, floor);
+            let (mut now, mut admitted) = (0.0, 0);
+            for (dt, kind, sent) in events {
+                now += dt;
+                admitted += sent;
+                adaptive.observe(now, admitted);
+                let rate = match kind {
+                    0 => adaptive.on_throttle(now),
+                    1 => { adaptive.defer(now + dt); adaptive.rate() }
+                    _ => adaptive.on_success(now),
+                };
+                proptest::prop_assert!(rate.is_finite());
+                proptest::prop_assert!(rate >= floor.min(ceiling) - 1e-9 && rate <= ceiling + 1e-9, "{rate} not in [{floor}, {ceiling}]");
+                if let (Some(good), Some(bad)) = adaptive.bounds() {
+                    proptest::prop_assert!(good < bad, "good {good} ≥ bad {bad}");
+                }
+            }
         }
     }
 }

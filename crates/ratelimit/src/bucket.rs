@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
-use crate::adaptive::Cubic;
+use crate::adaptive::Adaptive;
 use crate::cell::{RateCell, RateNow, Timeline, COUNT_MASK};
 use crate::limiter::{AcquireError, Admission, Feedback, Limiter, Outcome, TryAcquireError};
 use crate::rate::Rate;
@@ -36,9 +36,10 @@ pub const DEFAULT_MAX_PAUSE: Duration = Duration::from_secs(300);
 ///   its slot: strict FIFO order, an exact ETA, no wake-ups of anyone
 ///   else. A waiter that is dropped hands its slot back and the ones
 ///   behind it move up.
-/// * **Adaptation.** See [`Limiter::feedback`]: throttles cut the rate by
-///   0.7 and it recovers along a CUBIC curve, never above the configured
-///   rate; `Retry-After` pauses every caller until one shared instant.
+/// * **Adaptation.** See [`Limiter::feedback`]: throttles bracket the
+///   server's rate, the limiter settles just under it and probes above it
+///   rarely, never above the configured rate; `Retry-After` pauses every
+///   caller until one shared instant.
 ///
 /// Clones share one bucket (an `Arc<`[`Bucket`]`>`; every method of
 /// `Bucket` is reachable through it). Where no clonable handle is needed,
@@ -174,7 +175,7 @@ impl Builder {
             queue: Mutex::new(Queue::default()),
             control: Mutex::new(Control {
                 configured: self.rate,
-                cubic: Cubic::new(ceiling, floor),
+                adaptive: Adaptive::new(ceiling, floor),
                 quota: None,
                 effective: ceiling,
                 source: RateSource::Configuration,
@@ -273,7 +274,7 @@ struct Entry {
 
 struct Control {
     configured: Rate,
-    cubic: Cubic,
+    adaptive: Adaptive,
     /// A server quota: at most this rate until this instant.
     quota: Option<(f64, u64)>,
     effective: f64,
@@ -528,12 +529,12 @@ impl Bucket {
     /// Applies the rate the control state calls for.
     fn apply(&self, control: &mut Control, now: u64, respace_faster: bool) {
         let configured = control.configured.per_second();
-        let (mut rate, mut source) = if control.cubic.adapted() && control.cubic.rate() < configured
-        {
-            (control.cubic.rate(), RateSource::Adaptation)
-        } else {
-            (configured, RateSource::Configuration)
-        };
+        let (mut rate, mut source) =
+            if control.adaptive.adapted() && control.adaptive.rate() < configured {
+                (control.adaptive.rate(), RateSource::Adaptation)
+            } else {
+                (configured, RateSource::Configuration)
+            };
         match control.quota {
             Some((quota, until)) if now < until && quota < rate => {
                 rate = quota;
@@ -562,7 +563,7 @@ impl Bucket {
         }
         control.pause_until = until;
         control.pause_cause = Some(cause);
-        control.cubic.defer(self.seconds(until));
+        control.adaptive.defer(self.seconds(until));
         tracing::warn!(target: TARGET, secs = delay.as_secs_f64(), %cause, "pausing every request");
         self.pause(until);
     }
@@ -619,7 +620,7 @@ impl Bucket {
     pub fn set_rate(&self, rate: Rate) {
         let mut control = lock(&self.control);
         control.configured = rate;
-        control.cubic.set_ceiling(rate.per_second());
+        control.adaptive.set_ceiling(rate.per_second());
         let now = self.now();
         let burst = self.hot.rate.load().burst;
         let interval = self.hot.rate.load().interval;
@@ -646,12 +647,17 @@ impl Bucket {
 
     /// Adapts to the server's answer:
     ///
-    /// * a throttle cuts the rate to 0.7 × the rate in use (the measured
-    ///   send rate if lower), unless the request was sent before the last
-    ///   cut (it answers the old rate);
-    /// * a success moves the rate along the CUBIC curve back up, never
-    ///   above the configured rate, at most to twice the measured send
-    ///   rate, and not at all while less than half the allowance is used;
+    /// * a throttle lowers the rate: by 5 % if the rate had run clean
+    ///   before, else to 0.7 × the rate in use or the rate the server was
+    ///   seen admitting, whichever is lower; a failed probe goes back to
+    ///   the last clean rate. A throttle of a request sent before the last
+    ///   cut does nothing more (it answers the old rate);
+    /// * a success, after a full busy window with no throttle, confirms the
+    ///   rate; the limiter then probes above it by small steps (growing
+    ///   while they pass, bisecting once one fails), and once settled again
+    ///   every 80 requests' worth of time. Never above the configured
+    ///   rate, and not at all while less than 80 % of the allowance is used
+    ///   (see the crate's README, *The algorithm*);
     /// * a `Retry-After` pauses every caller until one shared instant
     ///   (capped at the maximum pause); a later answer never moves it
     ///   earlier and repeats never stack;
@@ -662,24 +668,24 @@ impl Bucket {
         let now = shared.now();
         let mut control = lock(&shared.control);
         let admitted = shared.admitted_with(shared.hot.timeline.load());
-        control.cubic.observe(shared.seconds(now), admitted);
+        control.adaptive.observe(shared.seconds(now), admitted);
         match feedback.outcome {
             Outcome::Throttled => {
                 shared.throttled.fetch_add(1, Relaxed);
                 let sent = feedback
                     .sent_at
                     .map(|at| at.saturating_duration_since(shared.epoch).as_secs_f64());
-                let stale = sent.is_some_and(|sent| sent < control.cubic.last_throttle());
+                let stale = sent.is_some_and(|sent| sent < control.adaptive.last_cut());
                 if shared.adaptive && !stale {
                     let before = control.effective;
-                    let rate = control.cubic.on_throttle(shared.seconds(now));
+                    let rate = control.adaptive.on_throttle(shared.seconds(now));
                     tracing::info!(target: TARGET, from = before, to = rate, "throttled by the server: rate cut");
                 } else {
                     tracing::debug!(target: TARGET, stale, "throttled by the server");
                 }
             }
             Outcome::Success if shared.adaptive => {
-                control.cubic.on_success(shared.seconds(now));
+                control.adaptive.on_success(shared.seconds(now));
             }
             Outcome::Success | Outcome::Neutral => {}
         }

@@ -8,3 +8,4 @@ mod http;
 mod properties;
 #[cfg(feature = "reqwest-middleware")]
 mod reqwest;
+mod strict;

@@ -1,5 +1,7 @@
 //! Test helpers shared by the steadfast crates' own tests.
 
+pub mod sim;
+
 use std::cell::RefCell;
 use std::sync::Once;
 
