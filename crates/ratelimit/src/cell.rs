@@ -175,8 +175,7 @@ impl Timeline {
 /// GCRA on one word: the new arrival time after `cost`, and when that is
 /// allowed (`tolerance` before it).
 pub(crate) fn gcra(word: u64, now: u64, cost: u64, tolerance: u64) -> (u64, u64) {
-    let next = Timeline::tat_of(word).max(now) + cost;
-    (next, next.saturating_sub(tolerance))
+    crate::gcra::reserve(Timeline::tat_of(word), now, cost, tolerance)
 }
 
 #[cfg(all(test, steadfast_loom))]

@@ -5,6 +5,7 @@ mod basics;
 mod events;
 mod fairness;
 mod http;
+mod layer;
 mod properties;
 #[cfg(feature = "reqwest-middleware")]
 mod reqwest;
