@@ -12,6 +12,8 @@ mod limiter;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
 mod rate;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod status;
 
 pub use bucket::{Acquire, Bucket, Builder, TokenBucket, DEFAULT_MAX_PAUSE};
@@ -26,4 +28,4 @@ pub use limiter::{
 #[cfg(feature = "reqwest-middleware")]
 pub use middleware::RateLimitMiddleware;
 pub use rate::{Per, Rate, RateError, RateErrorKind};
-pub use status::{PauseCause, RateSource, Status};
+pub use status::{PauseCause, RateSource, Status, StoreStatus};

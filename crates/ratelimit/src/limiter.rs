@@ -191,6 +191,8 @@ pub enum BackendErrorKind {
     /// The store answered something the limiter cannot use (a script error,
     /// a wrong type at the key).
     Protocol,
+    /// The store's address or settings are invalid (a malformed URL).
+    Invalid,
 }
 
 impl BackendError {
@@ -237,6 +239,7 @@ impl fmt::Display for BackendError {
             BackendErrorKind::Unavailable => "is unreachable",
             BackendErrorKind::Timeout => "did not answer in time",
             BackendErrorKind::Protocol => "answered something unexpected",
+            BackendErrorKind::Invalid => "is misconfigured",
         };
         write!(
             f,

@@ -1,6 +1,7 @@
 //! A plain snapshot of a limiter, with a one-line readout.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::rate::Rate;
@@ -57,6 +58,7 @@ impl fmt::Display for PauseCause {
 ///     admitted: 41,
 ///     waited: 17,
 ///     throttled: 2,
+///     store: None,
 /// };
 /// assert_eq!(
 ///     status.to_string(),
@@ -64,7 +66,7 @@ impl fmt::Display for PauseCause {
 /// );
 /// # Ok::<(), steadfast_ratelimit::RateError>(())
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Status {
     /// The configured rate: the ceiling.
     pub configured: Rate,
@@ -89,6 +91,25 @@ pub struct Status {
     pub waited: u64,
     /// Throttles the server reported.
     pub throttled: u64,
+    /// For a limiter held in a shared store: the store's state as last
+    /// seen. `None` for a local limiter.
+    pub store: Option<StoreStatus>,
+}
+
+/// The shared store behind a limiter, as [`Status::store`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// The store's name (`"redis"`).
+    pub name: &'static str,
+    /// Whether the last round trip to it succeeded.
+    pub reachable: bool,
+    /// Which worker last changed the shared rate or pause, if any did.
+    pub set_by: Option<Arc<str>>,
+    /// While the store is unreachable: what the failure policy does
+    /// (`"fail open"`, `"fail closed"`, `"local bucket at 1/4 of the rate"`).
+    pub fallback: Option<Arc<str>>,
+    /// The last error from the store, if the last round trip failed.
+    pub last_error: Option<Arc<str>>,
 }
 
 impl fmt::Display for Status {
@@ -118,7 +139,21 @@ impl fmt::Display for Status {
                 write!(f, " · next in {}", Secs(self.next_free))
             }
             _ => Ok(()),
+        }?;
+        if let Some(store) = &self.store {
+            if store.reachable {
+                write!(f, " · {} ok", store.name)?;
+                if let Some(by) = &store.set_by {
+                    write!(f, " (rate/pause set by {by})")?;
+                }
+            } else {
+                write!(f, " · {} unreachable", store.name)?;
+                if let Some(fallback) = &store.fallback {
+                    write!(f, ": {fallback}")?;
+                }
+            }
         }
+        Ok(())
     }
 }
 
@@ -153,6 +188,7 @@ mod tests {
             admitted: 0,
             waited: 0,
             throttled: 0,
+            store: None,
         }
     }
 
@@ -184,5 +220,21 @@ mod tests {
             ..status()
         };
         assert!(paused.to_string().ends_with("paused 90s (quota used up)"));
+        let shared = Status {
+            store: Some(StoreStatus {
+                name: "redis",
+                reachable: false,
+                set_by: None,
+                fallback: Some("local bucket at 1/4 of the rate".into()),
+                last_error: Some("connection refused".into()),
+            }),
+            ..status()
+        };
+        assert!(
+            shared
+                .to_string()
+                .ends_with("· redis unreachable: local bucket at 1/4 of the rate"),
+            "{shared}"
+        );
     }
 }

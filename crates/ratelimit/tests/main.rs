@@ -7,6 +7,8 @@ mod fairness;
 mod http;
 mod layer;
 mod properties;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "reqwest-middleware")]
 mod reqwest;
 mod strict;

@@ -1,5 +1,6 @@
 //! Test helpers shared by the steadfast crates' own tests.
 
+pub mod redis;
 pub mod sim;
 
 use std::cell::RefCell;

@@ -391,6 +391,7 @@ impl Bucket {
             admitted: shared.admitted_with(word),
             waited: shared.waited.load(Relaxed),
             throttled: shared.throttled.load(Relaxed),
+            store: None,
         }
     }
 }
