@@ -543,6 +543,15 @@ async fn a_store_that_dies_and_comes_back_under_each_failure_policy() {
     );
 }
 
+#[test]
+fn outside_a_runtime_build_is_a_typed_error_not_a_panic() {
+    let error = RedisLimiter::builder("redis://127.0.0.1:1/0", "x", rate("1/s"))
+        .build()
+        .expect_err("no runtime");
+    assert_eq!(error.kind(), steadfast_ratelimit::BackendErrorKind::Invalid);
+    assert!(error.to_string().contains("inside one"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_url_is_a_typed_error_that_says_what_to_use() {
     let error = RedisLimiter::builder("http://example", "x", rate("1/s"))

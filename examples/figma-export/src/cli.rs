@@ -54,6 +54,9 @@ pub(crate) struct Cli {
     /// The API rate, e.g. 10/min (Figma's Tier 1 on a Pro plan) or "25/min burst 3".
     #[arg(long, value_name = "RATE")]
     rate_limit: Option<Rate>,
+    /// Share the rate limit through Redis with every exporter using the same token (redis://host:port/db).
+    #[arg(long, value_name = "URL")]
+    rate_limit_redis: Option<String>,
     /// Retries per request [default: 5].
     #[arg(long)]
     max_retries: Option<u32>,
@@ -136,6 +139,7 @@ struct FileConfig {
     batch_size: Option<usize>,
     concurrency: Option<usize>,
     rate_limit: Option<String>,
+    rate_limit_redis: Option<String>,
     max_retries: Option<u32>,
     max_retry_after: Option<u64>,
     timeout: Option<u64>,
@@ -249,6 +253,7 @@ pub(crate) async fn async_main(cli: Cli) -> ExitCode {
             .unwrap_or(if cli.demo { 25 } else { 100 }),
         concurrency: cli.concurrency.or(config.concurrency).unwrap_or(16),
         rate_limit: rate,
+        rate_limit_redis: cli.rate_limit_redis.clone().or(config.rate_limit_redis),
         max_retries: cli.max_retries.or(config.max_retries).unwrap_or(5),
         max_retry_after: Duration::from_secs(
             cli.max_retry_after

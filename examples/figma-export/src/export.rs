@@ -15,7 +15,8 @@ use http_body_util::Empty;
 use steadfast_atomicfs::{Disk, PersistError, PersistLayer, Persisted};
 use steadfast_backoff::{HttpPolicy, Jitter, Retrier, RetryError, RetryLayer, Schedule};
 use steadfast_checkpoint::{CheckpointError, CheckpointLayer, Checkpointed, FileStore};
-use steadfast_ratelimit::{Rate, TokenBucket};
+use steadfast_ratelimit::redis::{FailurePolicy, RedisLimiter};
+use steadfast_ratelimit::{Limiter, Rate, TokenBucket};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
@@ -113,6 +114,9 @@ pub struct Options {
     pub concurrency: usize,
     /// The API rate (the ceiling the limiter adapts under).
     pub rate_limit: Rate,
+    /// Share the rate through this Redis (`redis://host:port/db`) with every
+    /// exporter using the same token; `None`: this process alone.
+    pub rate_limit_redis: Option<String>,
     /// Retries per request.
     pub max_retries: u32,
     /// The longest `Retry-After` to wait for; longer ones stop the export.
@@ -180,6 +184,25 @@ impl Item {
     }
 }
 
+/// The rate limiter: this process's own, or one shared through Redis by
+/// every exporter using the same token (keyed by a hash of the token, never
+/// the token itself). If Redis is unreachable, each exporter falls back to
+/// a local bucket at the full rate, which adapts to the 429s that follow.
+fn limiter(options: &Options) -> Result<Arc<dyn Limiter>, ExportError> {
+    let Some(url) = &options.rate_limit_redis else {
+        return Ok(Arc::new(TokenBucket::new(options.rate_limit)));
+    };
+    let name = format!(
+        "figma-export:{:016x}",
+        crate::names::fnv1a(options.token.0.as_bytes())
+    );
+    let limiter = RedisLimiter::builder(url.as_str(), name, options.rate_limit)
+        .failure_policy(FailurePolicy::LocalBucket { share: 1 })
+        .build()
+        .map_err(|e| ExportError::usage(format!("✗ --rate-limit-redis: {e}")))?;
+    Ok(Arc::new(limiter))
+}
+
 /// Runs an export.
 ///
 /// # Errors
@@ -193,7 +216,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     // The HTTP client, the shared limiter and the API stack:
     // retry → rate limit → fetch.
     let client = http_client();
-    let limiter = TokenBucket::new(options.rate_limit);
+    let limiter = limiter(&options)?;
     let retries = if options.fail_fast {
         0
     } else {
@@ -305,7 +328,7 @@ pub async fn run(options: Options) -> Result<Summary, ExportError> {
     let group_ctx = GroupContext {
         options: &options,
         version: &file.version,
-        limiter: &limiter,
+        limiter: &*limiter,
         progress: &progress,
         store: &store,
     };
@@ -403,7 +426,7 @@ fn list_items(items: &[Item]) {
 struct GroupContext<'a> {
     options: &'a Options,
     version: &'a str,
-    limiter: &'a TokenBucket,
+    limiter: &'a dyn Limiter,
     progress: &'a Progress,
     store: &'a Mutex<FileStore<()>>,
 }

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use steadfast_backoff::{
     Action, HttpPolicy, Reason, Replay, Retrier, RetryError, RetryLayer, Schedule,
 };
-use steadfast_ratelimit::{RateLimitError, RateLimitLayer, TokenBucket};
+use steadfast_ratelimit::{Limiter, RateLimitError, RateLimitLayer};
 use tower::{BoxError, Layer, Service};
 
 use crate::export::Format;
@@ -102,7 +103,7 @@ pub(crate) type ApiError = RetryError<Response<Bytes>, RateLimitError<BoxError>>
 /// The API stack: retry → rate limit (shared limiter) → fetch.
 pub(crate) fn api_stack<P>(
     client: HttpClient,
-    limiter: TokenBucket,
+    limiter: Arc<dyn Limiter>,
     retrier: Retrier<Schedule, HttpPolicy<P>>,
     timeout: Duration,
 ) -> impl Service<
@@ -115,7 +116,7 @@ pub(crate) fn api_stack<P>(
 where
     P: Fn(&RateLimitError<BoxError>) -> Action + Clone + Send + 'static,
 {
-    RetryLayer::new(retrier).layer(RateLimitLayer::new(limiter).layer(tower::service_fn(
+    RetryLayer::new(retrier).layer(RateLimitLayer::shared(limiter).layer(tower::service_fn(
         move |request: Request<Empty<Bytes>>| fetch(client.clone(), request, timeout),
     )))
 }

@@ -45,6 +45,7 @@ fn options(server: &FakeServer, out: &Path) -> Options {
         batch_size: 100,
         concurrency: 8,
         rate_limit: "120/min burst 4".parse().expect("rate"),
+        rate_limit_redis: None,
         max_retries: 6,
         max_retry_after: Duration::from_secs(300),
         timeout: Duration::from_secs(30),
@@ -1060,4 +1061,46 @@ async fn collision_suffixes_survive_moved_nodes() {
     }
     assert_eq!(exported[0], exported[1]);
     assert!(exported[0].contains(Path::new("images/hero/banner-7.png")));
+}
+
+/// Two exporters with one token and one Redis, at once, against one server
+/// that allows 4 API calls per second: together they keep under it (no
+/// 429), where each on its own limiter would send up to 8 per second. Real
+/// time (the Redis server's clock decides), against a `redis-server` the
+/// test starts on 127.0.0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_exporters_share_one_quota_through_redis() {
+    let redis = steadfast_testkit::redis::RedisServer::start();
+    let server = server(Faults {
+        rate_limit: Some((240, 2)),
+        ..Faults::none()
+    })
+    .await;
+    let (a, b) = (Scratch::new("redis-a"), Scratch::new("redis-b"));
+    let shared = |out: PathBuf| Options {
+        rate_limit: "240/min".parse().expect("rate"),
+        rate_limit_redis: Some(redis.url()),
+        ..options(&server, &out)
+    };
+    let (first, second) = tokio::join!(run(shared(a.out())), run(shared(b.out())));
+    let (first, second) = (first.expect("first export"), second.expect("second export"));
+    assert_eq!(first.exported, second.exported);
+    assert!(first.exported > 0);
+    let limited: Vec<_> = server
+        .log()
+        .into_iter()
+        .filter(|r| r.uri.starts_with("/v1/files") || r.uri.starts_with("/v1/images"))
+        .collect();
+    assert!(limited.len() >= 4, "{} limited calls", limited.len());
+    let throttled = limited.iter().filter(|r| r.status == 429).count();
+    assert_eq!(throttled, 0, "the server's limit was hit: {limited:?}");
+    // Any second holds at most the rate plus the server's burst.
+    for (i, r) in limited.iter().enumerate() {
+        let in_second = limited[i..]
+            .iter()
+            .take_while(|later| later.at - r.at < Duration::from_secs(1))
+            .count();
+        assert!(in_second <= 5, "{in_second} calls within a second from {i}");
+    }
+    assert_eq!(first.throttled + second.throttled, 0);
 }

@@ -215,7 +215,7 @@ impl Builder {
     /// # Errors
     ///
     /// A [`BackendError`] of kind [`BackendErrorKind::Invalid`] when the URL
-    /// is not a Redis URL.
+    /// is not a Redis URL, or when called outside a tokio runtime.
     pub fn build(self) -> Result<RedisLimiter, BackendError> {
         let client = ::redis::Client::open(self.url.as_str()).map_err(|e| {
             BackendError::new(
@@ -227,6 +227,15 @@ impl Builder {
                 ),
             )
         })?;
+        // The connection manager and the feedback task live on the runtime.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(BackendError::new(
+                STORE,
+                BackendErrorKind::Invalid,
+                "RedisLimiter::build was called outside a tokio runtime; build it inside one \
+                 (in an async fn, or within Runtime::block_on / Handle::enter)",
+            ));
+        };
         let config = ::redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(self.timeout))
             .set_connection_timeout(Some(self.timeout))
@@ -278,13 +287,12 @@ impl Builder {
             admitted: AtomicU64::new(0),
             waited: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
             scripts: Scripts::new(),
         });
         // Feedback goes out in the background, in order; the task ends when
         // the last handle is dropped.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(send_feedback(Arc::downgrade(&shared), queue));
-        }
+        runtime.spawn(send_feedback(Arc::downgrade(&shared), queue));
         Ok(RedisLimiter { shared })
     }
 }
@@ -340,6 +348,8 @@ struct Shared {
     admitted: AtomicU64,
     waited: AtomicU64,
     throttled: AtomicU64,
+    /// Callers asleep until their slot.
+    waiting: AtomicU64,
     scripts: Scripts,
 }
 
@@ -370,13 +380,32 @@ struct Seen {
     last_error: Option<Arc<str>>,
 }
 
-/// Slots leased and not yet used: the next is at `next`, then every
-/// `interval`, `left` of them.
+/// Slots leased and not yet used. Slot `i` ends the arrival time at
+/// `base + (i + 1) × interval`: GCRA allows it from `tolerance` before that,
+/// and it goes stale `tolerance` after (using it later would bunch
+/// requests beyond the burst).
 #[derive(Default)]
 struct Lease {
-    next: Option<Instant>,
+    base: Option<Instant>,
     interval: Duration,
-    left: u32,
+    tolerance: Duration,
+    taken: u32,
+    total: u32,
+}
+
+impl Lease {
+    /// The next slot's earliest instant, unless none is left or it is stale.
+    fn take(&mut self, now: Instant) -> Option<Instant> {
+        let base = self.base?;
+        while self.taken < self.total {
+            let end = base + self.interval * (self.taken + 1);
+            self.taken += 1;
+            if end + self.tolerance >= now {
+                return Some(end.checked_sub(self.tolerance).unwrap_or(now));
+            }
+        }
+        None
+    }
 }
 
 /// Feedback on its way to the store.
@@ -738,11 +767,12 @@ impl Shared {
         }
         if reply.wait_us > 0 {
             let mut guard = Booking {
-                shared: Arc::clone(self),
+                shared: Some(Arc::clone(self)),
                 tat_us: reply.tat_us,
                 cost_us: u64::from(n) * reply.interval_us,
             };
             let mut wait = Duration::from_micros(reply.wait_us);
+            let _asleep = Asleep::new(&self.waiting);
             loop {
                 tokio::time::sleep(wait).await;
                 // A pause may have been set while we slept: confirm.
@@ -771,37 +801,40 @@ impl Shared {
     async fn acquire_leased(self: &Arc<Self>) -> Result<Admission, AcquireError> {
         let start = Instant::now();
         let mut lease = self.leases.lock().await;
-        let now = Instant::now();
-        let slot = match lease.next {
-            // A slot more than one interval in the past is stale: using it
-            // now would bunch requests.
-            Some(next) if lease.left > 0 && next + lease.interval >= now => next,
-            _ => {
-                let reply = match self.run_acquire(None, self.lease, "lease").await {
-                    Ok(reply) => reply,
-                    Err(error) => {
-                        drop(lease);
-                        return self.fall_back(1, error).await;
-                    }
-                };
-                if reply.code == 0 {
-                    return Err(AcquireError::WaitTooLong {
-                        wait: Duration::from_micros(reply.wait_us),
-                        max: self.max_wait.unwrap_or(Duration::MAX),
-                    });
-                }
-                lease.interval = Duration::from_micros(reply.interval_us);
-                lease.left = self.lease;
-                now + Duration::from_micros(reply.wait_us)
+        let slot = loop {
+            if let Some(slot) = lease.take(Instant::now()) {
+                break slot;
             }
+            let reply = match self.run_acquire(None, self.lease, "lease").await {
+                Ok(reply) => reply,
+                Err(error) => {
+                    drop(lease);
+                    return self.fall_back(1, error).await;
+                }
+            };
+            if reply.code == 0 {
+                return Err(AcquireError::WaitTooLong {
+                    wait: Duration::from_micros(reply.wait_us),
+                    max: self.max_wait.unwrap_or(Duration::MAX),
+                });
+            }
+            // The booked slots start at `base` (server time): the script
+            // left the arrival time at base + k × interval.
+            let received = Instant::now();
+            let interval = Duration::from_micros(reply.interval_us);
+            let base_us = reply
+                .tat_us
+                .saturating_sub(u64::from(self.lease) * reply.interval_us);
+            *lease = Lease {
+                base: Some(received + Duration::from_micros(base_us.saturating_sub(reply.now_us))),
+                interval,
+                tolerance: interval * self.burst,
+                taken: 0,
+                total: self.lease,
+            };
         };
-        lease.left -= 1;
-        lease.next = Some(slot.max(now) + lease.interval);
-        if lease.left == 0 {
-            lease.next = None;
-        }
         drop(lease);
-        if slot > now {
+        if slot > Instant::now() {
             tokio::time::sleep_until(slot).await;
             self.waited.fetch_add(1, Relaxed);
         }
@@ -968,7 +1001,7 @@ impl Shared {
                 RateSource::Configuration
             },
             available: local.as_ref().map_or(0, |s| s.available),
-            waiting: 0,
+            waiting: usize::try_from(self.waiting.load(Relaxed)).unwrap_or(usize::MAX),
             next_free: Duration::ZERO,
             paused_for,
             pause_cause: paused_for.map(|_| PauseCause::RetryAfter),
@@ -989,23 +1022,26 @@ impl Shared {
 /// A booked slot; dropped before its time (the waiter left), it is handed
 /// back in the background if no one booked after it.
 struct Booking {
-    shared: Arc<Shared>,
+    /// `None` once the slot was used.
+    shared: Option<Arc<Shared>>,
     tat_us: u64,
     cost_us: u64,
 }
 
 impl Booking {
-    fn disarm(self) {
-        std::mem::forget(self);
+    fn disarm(mut self) {
+        self.shared = None;
     }
 }
 
 impl Drop for Booking {
     fn drop(&mut self) {
+        let Some(shared) = self.shared.take() else {
+            return;
+        };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let shared = Arc::clone(&self.shared);
         let (tat, cost) = (self.tat_us, self.cost_us);
         runtime.spawn(async move {
             let mut invocation = shared.scripts.cancel.prepare_invoke();
@@ -1017,6 +1053,22 @@ impl Drop for Booking {
             )
             .await;
         });
+    }
+}
+
+/// Counts a caller asleep until its slot, for `status().waiting`.
+struct Asleep<'a>(&'a AtomicU64);
+
+impl<'a> Asleep<'a> {
+    fn new(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Asleep<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 
@@ -1068,5 +1120,25 @@ impl fmt::Debug for RedisLimiter {
             .field("rate", &self.shared.configured)
             .field("policy", &self.shared.policy)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fallback_rate_is_exact_where_a_unit_allows() {
+        assert_eq!(rate_near(10.0, 1).to_string(), "10/s");
+        assert_eq!(rate_near(2.5, 3).to_string(), "150/min burst 3");
+        assert_eq!(rate_near(10.0 / 60.0 / 4.0, 1).to_string(), "150/h");
+        // No whole count per any unit: the nearest per day.
+        assert_eq!(rate_near(1.0 / 7.0, 1).to_string(), "12343/day");
+    }
+
+    #[test]
+    fn intervals_round_up_so_the_rate_is_never_exceeded() {
+        assert_eq!(micros_per_permit(3.0), 333_334);
+        assert_eq!(micros_per_permit(1e9), 1);
     }
 }
