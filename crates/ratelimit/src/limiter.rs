@@ -241,9 +241,13 @@ impl fmt::Display for BackendError {
             BackendErrorKind::Protocol => "answered something unexpected",
             BackendErrorKind::Invalid => "is misconfigured",
         };
+        let todo = match self.kind {
+            BackendErrorKind::Invalid => "fix the setting",
+            _ => "check that it is up, or choose a failure policy that does not need it",
+        };
         write!(
             f,
-            "the rate limiter's store ({}) {what}: {}; check that it is up, or choose a failure policy that does not need it",
+            "the rate limiter's store ({}) {what}: {}; {todo}",
             self.store, self.message
         )
     }

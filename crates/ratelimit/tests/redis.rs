@@ -119,18 +119,20 @@ async fn a_dropped_waiter_hands_its_slot_back() {
         .await
         .expect("tat");
     let waiter = tokio::spawn(Arc::clone(&limiter).acquire_owned(1));
-    let mut booked = before;
-    for _ in 0..200 {
-        booked = redis::cmd("GET")
-            .arg(tat_key)
-            .query_async(&mut connection)
-            .await
-            .expect("tat");
-        if booked != before {
+    // Asleep until its slot (its booking's answer is in hand: a waiter
+    // dropped while the booking is on the wire cannot hand it back).
+    for _ in 0..1_000 {
+        if limiter.status().waiting == 1 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    assert_eq!(limiter.status().waiting, 1, "the waiter sleeps");
+    let booked: u64 = redis::cmd("GET")
+        .arg(tat_key)
+        .query_async(&mut connection)
+        .await
+        .expect("tat");
     assert_eq!(
         booked,
         before + 1_000_000,
@@ -541,6 +543,93 @@ async fn a_store_that_dies_and_comes_back_under_each_failure_policy() {
             .any(|n| n.contains("redis unreachable: local bucket at 1/4 of the rate")),
         "{notes:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_is_shared_too() {
+    let server = RedisServer::start();
+    let a = RedisLimiter::builder(server.url(), "recovery", rate("100/s"))
+        .worker("a")
+        .build()
+        .expect("limiter");
+    let b = RedisLimiter::builder(server.url(), "recovery", rate("100/s"))
+        .worker("b")
+        .build()
+        .expect("limiter");
+    a.acquire(1).await.expect("admitted");
+    a.feedback(&Feedback::throttled());
+    // B sees the cut at its next round trip.
+    let mut cut = 100.0;
+    for _ in 0..100 {
+        b.acquire(1).await.expect("admitted");
+        cut = b.status().effective;
+        if cut < 100.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        (69.0..=71.0).contains(&cut),
+        "0.7 × 100/s for everyone: {cut}"
+    );
+    // A's successes bring the shared rate back, 10 % per quiet second.
+    let mut recovered = cut;
+    for _ in 0..1_000 {
+        let admission = a.acquire(1).await.expect("admitted");
+        a.feedback(&Feedback::success().sent_at(admission.at));
+        b.acquire(1).await.expect("admitted");
+        recovered = b.status().effective;
+        if recovered >= 100.0 {
+            break;
+        }
+    }
+    assert_eq!(recovered, 100.0, "back to the configured rate for B too");
+    assert_eq!(b.status().source, RateSource::Configuration);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_store_times_out_into_the_failure_policy_and_recovers() {
+    let server = RedisServer::start();
+    let limiter = RedisLimiter::builder(server.url(), "slow", rate("100/s"))
+        .timeout(Duration::from_millis(100))
+        .retry_after(Duration::from_millis(50))
+        .build()
+        .expect("limiter");
+    limiter.acquire(1).await.expect("admitted");
+    // The server stops answering for a second (as under a long command).
+    let mut connection = raw(&server).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1_000)
+        .arg("ALL")
+        .query_async(&mut connection)
+        .await
+        .expect("pause");
+    let error = limiter.acquire(1).await.expect_err("no answer in time");
+    let AcquireError::Backend(backend) = &error else {
+        panic!("expected a backend error, got {error}");
+    };
+    assert_eq!(
+        backend.kind(),
+        steadfast_ratelimit::BackendErrorKind::Timeout,
+        "{error}"
+    );
+    assert!(error.to_string().contains("100ms"), "{error}");
+    let status = limiter.status();
+    let store = status.store.clone().expect("store status");
+    assert!(!store.reachable, "{status}");
+    assert!(store.last_error.is_some());
+    // Once the server answers again, so does the limiter.
+    let mut admitted = false;
+    for _ in 0..100 {
+        if limiter.acquire(1).await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(admitted, "the limiter came back with the store");
+    assert!(limiter.status().store.expect("store").reachable);
 }
 
 #[test]

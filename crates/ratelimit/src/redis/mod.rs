@@ -14,7 +14,8 @@
 //! * **Reservations, not polling:** a waiter books its slot in one round
 //!   trip and sleeps once until it; when it wakes it confirms that no pause
 //!   was set meanwhile (a second round trip, only for waiters). A waiter
-//!   dropped before its slot hands it back if no one booked after it.
+//!   dropped before its slot hands it back if no one booked after it (a
+//!   slot whose booking was still on the wire is lost, never doubled).
 //! * **Leases** ([`Builder::lease`]): `k` consecutive slots per round trip.
 //!   A lease is not cut by another worker's pause or throttle until it is
 //!   used up, so each worker may send up to `k` permits the shared state
@@ -80,6 +81,7 @@ impl fmt::Display for FailurePolicy {
         match self {
             Self::FailClosed => f.write_str("fail closed"),
             Self::FailOpen => f.write_str("fail open"),
+            Self::LocalBucket { share: 0 | 1 } => f.write_str("local bucket at the full rate"),
             Self::LocalBucket { share } => write!(f, "local bucket at 1/{share} of the rate"),
         }
     }
@@ -558,7 +560,7 @@ impl RedisLimiter {
         .await;
         match result {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(backend(&e)),
+            Ok(Err(e)) => Err(self.shared.error(&e)),
             Err(_) => Err(self.shared.timed_out()),
         }
     }
@@ -596,6 +598,16 @@ impl RedisLimiter {
 }
 
 impl Shared {
+    /// The client's error as a [`BackendError`]; its own timeouts say
+    /// which timeout.
+    fn error(&self, error: &::redis::RedisError) -> BackendError {
+        if error.is_timeout() {
+            self.timed_out().with_source(error.clone())
+        } else {
+            backend(error)
+        }
+    }
+
     fn timed_out(&self) -> BackendError {
         BackendError::new(
             STORE,
@@ -675,7 +687,7 @@ impl Shared {
         let values = match result {
             Ok(Ok(values)) => values,
             Ok(Err(e)) => {
-                let error = backend(&e);
+                let error = self.error(&e);
                 self.failed(&error);
                 return Err(error);
             }
@@ -898,7 +910,13 @@ impl Shared {
             _ => None,
         }
         .map(|(delay, cause)| (delay.min(self.max_pause), cause));
-        if let Some(bucket) = &self.fallback {
+        // The fallback learns only while it is in use (its own adaptation,
+        // its own pauses); the shared state is the store's.
+        if let Some(bucket) = self
+            .fallback
+            .as_ref()
+            .filter(|_| !self.reachable.load(Relaxed))
+        {
             bucket.feedback(feedback);
         }
         if feedback.outcome == Outcome::Throttled || pause.is_some() {
@@ -963,7 +981,7 @@ impl Shared {
         .await
         {
             Ok(Ok(values)) => values,
-            Ok(Err(e)) => return Err(backend(&e)),
+            Ok(Err(e)) => return Err(self.error(&e)),
             Err(_) => return Err(self.timed_out()),
         };
         if values.len() >= 4 {
