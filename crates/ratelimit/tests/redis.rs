@@ -52,6 +52,45 @@ fn max_in_window(times: &mut [u64], window: u64) -> usize {
     most
 }
 
+/// Workers taking permits as fast as they are given, each admission's
+/// wall-clock time logged, until stopped.
+struct Busy {
+    admitted: Arc<Mutex<Vec<u64>>>,
+    stop: Arc<AtomicUsize>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Busy {
+    fn start(workers: &[RedisLimiter]) -> Self {
+        let admitted = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicUsize::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in workers {
+            let worker = worker.clone();
+            let (admitted, stop) = (Arc::clone(&admitted), Arc::clone(&stop));
+            tasks.spawn(async move {
+                while stop.load(Ordering::Relaxed) == 0 {
+                    worker.acquire(1).await.expect("admitted");
+                    admitted.lock().expect("log").push(wall_micros());
+                }
+            });
+        }
+        Self {
+            admitted,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Stops them; every admission's time (µs since the epoch).
+    async fn stop(mut self) -> Vec<u64> {
+        self.stop.store(1, Ordering::Relaxed);
+        while self.tasks.join_next().await.is_some() {}
+        let admitted = self.admitted.lock().expect("log").clone();
+        admitted
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_limiters_share_one_timeline_and_the_script_reloads_after_a_flush() {
     let server = RedisServer::start();
@@ -165,19 +204,7 @@ async fn a_retry_after_seen_by_one_worker_pauses_every_worker() {
                 .expect("limiter")
         })
         .collect();
-    let admitted = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicUsize::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in &workers[1..] {
-        let worker = worker.clone();
-        let (admitted, stop) = (Arc::clone(&admitted), Arc::clone(&stop));
-        tasks.spawn(async move {
-            while stop.load(Ordering::Relaxed) == 0 {
-                worker.acquire(1).await.expect("admitted");
-                admitted.lock().expect("log").push(wall_micros());
-            }
-        });
-    }
+    let busy = Busy::start(&workers[1..]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Worker 0 is told to wait two seconds.
     workers[0].feedback(&Feedback::throttled().retry_after(Duration::from_secs(2)));
@@ -209,9 +236,7 @@ async fn a_retry_after_seen_by_one_worker_pauses_every_worker() {
         pause_until.saturating_sub(wall_micros()) + 500_000,
     ))
     .await;
-    stop.store(1, Ordering::Relaxed);
-    while tasks.join_next().await.is_some() {}
-    let admitted = admitted.lock().expect("log").clone();
+    let admitted = busy.stop().await;
     let pause_start = pause_until - 2_000_000;
     // Requests already confirmed when the pause was set may be recorded a
     // little after it (50 ms for recording); none later, until it ends.
@@ -252,19 +277,7 @@ async fn leases_take_one_round_trip_per_k_permits_and_overshoot_a_pause_by_at_mo
                 .expect("limiter")
         })
         .collect();
-    let admitted = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicUsize::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in &workers {
-        let worker = worker.clone();
-        let (admitted, stop) = (Arc::clone(&admitted), Arc::clone(&stop));
-        tasks.spawn(async move {
-            while stop.load(Ordering::Relaxed) == 0 {
-                worker.acquire(1).await.expect("admitted");
-                admitted.lock().expect("log").push(wall_micros());
-            }
-        });
-    }
+    let busy = Busy::start(&workers);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // A pause set straight in the store (as another worker's 429 would):
     // the workers learn it at their next lease.
@@ -284,9 +297,7 @@ async fn leases_take_one_round_trip_per_k_permits_and_overshoot_a_pause_by_at_mo
         .await
         .expect("hset");
     tokio::time::sleep(Duration::from_millis(1_300)).await;
-    stop.store(1, Ordering::Relaxed);
-    while tasks.join_next().await.is_some() {}
-    let mut admitted = admitted.lock().expect("log").clone();
+    let mut admitted = busy.stop().await;
     let during = admitted
         .iter()
         .filter(|t| **t > now + 20_000 && **t < pause_until)

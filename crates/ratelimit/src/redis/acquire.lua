@@ -9,13 +9,7 @@
 -- Reply: {code, wait, now, interval, pause_until, tat, set_by}; code 1
 -- booked or admitted, 0 refused (try: not now; reserve: over the max
 -- wait), -1 more than the burst.
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[1])
-end
+local now = micros_now(ARGV[1])
 local n = tonumber(ARGV[2])
 local interval = tonumber(ARGV[3])
 local burst = tonumber(ARGV[4])

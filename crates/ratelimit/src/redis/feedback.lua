@@ -4,13 +4,7 @@
 -- (µs, -1 unknown), configured interval (µs), slowest interval (µs),
 -- pause (µs, -1 none), pause cause, worker, state TTL (ms), adaptive (1/0).
 -- Reply: {adapted interval (0: none), pause_until, cut_at, set_by}.
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[1])
-end
+local now = micros_now(ARGV[1])
 local kind = ARGV[2]
 local sent = tonumber(ARGV[3])
 local configured = tonumber(ARGV[4])

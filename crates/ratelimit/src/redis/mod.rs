@@ -364,9 +364,15 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            acquire: Script::new(include_str!("acquire.lua")),
+            acquire: Script::new(concat!(
+                include_str!("prelude.lua"),
+                include_str!("acquire.lua")
+            )),
             cancel: Script::new(include_str!("cancel.lua")),
-            feedback: Script::new(include_str!("feedback.lua")),
+            feedback: Script::new(concat!(
+                include_str!("prelude.lua"),
+                include_str!("feedback.lua")
+            )),
         }
     }
 }
