@@ -737,14 +737,16 @@ impl Shared {
     /// The failure policy's answer to an acquisition the store could not
     /// serve.
     async fn fall_back(&self, n: u32, error: BackendError) -> Result<Admission, AcquireError> {
-        match (&self.policy, &self.fallback) {
-            (FailurePolicy::FailOpen, _) => Ok(Admission {
+        let admission = match (&self.policy, &self.fallback) {
+            (FailurePolicy::FailOpen, _) => Admission {
                 waited: Duration::ZERO,
                 at: Instant::now(),
-            }),
-            (FailurePolicy::LocalBucket { .. }, Some(bucket)) => bucket.acquire(n).await,
-            _ => Err(AcquireError::Backend(error)),
-        }
+            },
+            (FailurePolicy::LocalBucket { .. }, Some(bucket)) => bucket.acquire(n).await?,
+            _ => return Err(AcquireError::Backend(error)),
+        };
+        self.admitted.fetch_add(u64::from(n), Relaxed);
+        Ok(admission)
     }
 
     async fn acquire(self: &Arc<Self>, n: u32) -> Result<Admission, AcquireError> {
