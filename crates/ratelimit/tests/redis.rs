@@ -232,6 +232,15 @@ async fn a_retry_after_seen_by_one_worker_pauses_every_worker() {
         .await
         .expect("hget");
     assert_eq!(set_by, "worker 0");
+    // The others see it in their status as soon as they next ask the store.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let status = workers[1].status();
+    assert_eq!(
+        status.pause_cause,
+        Some(steadfast_ratelimit::PauseCause::RetryAfter),
+        "{status}"
+    );
+    assert!(status.paused_for.is_some(), "{status}");
     tokio::time::sleep(Duration::from_micros(
         pause_until.saturating_sub(wall_micros()) + 500_000,
     ))
@@ -596,6 +605,52 @@ async fn recovery_is_shared_too() {
     }
     assert_eq!(recovered, 100.0, "back to the configured rate for B too");
     assert_eq!(b.status().source, RateSource::Configuration);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_quota_pauses_everyone_and_client_time_shares_a_timeline_too() {
+    let server = RedisServer::start();
+    let build = |worker: &str| {
+        RedisLimiter::builder(server.url(), "quota", rate("20/s"))
+            .client_time()
+            .worker(worker)
+            .build()
+            .expect("limiter")
+    };
+    let (a, b) = (build("a"), build("b"));
+    let mut times = Vec::new();
+    for i in 0..20 {
+        let limiter = if i % 2 == 0 { &a } else { &b };
+        limiter.acquire(1).await.expect("admitted");
+        times.push(wall_micros());
+    }
+    // One timeline on the machines' own clocks: 20 permits at 20/s.
+    assert!(times[19] - times[0] >= 900_000, "{}", times[19] - times[0]);
+    assert!(max_in_window(&mut times, 1_000_000) <= 21);
+    // A quota used up, seen by A: B waits for the reset.
+    a.feedback(&Feedback::success().quota(0, Duration::from_millis(800)));
+    let mut paused = None;
+    for _ in 0..100 {
+        // Asks the store without waiting for the pause to end.
+        let refused = b.try_acquire(1).await;
+        let status = b.status();
+        if status.pause_cause.is_some() {
+            assert!(
+                matches!(refused, Err(steadfast_ratelimit::TryAcquireError::Wait(_))),
+                "{refused:?}"
+            );
+            paused = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = paused.expect("B saw the pause");
+    assert_eq!(
+        status.pause_cause,
+        Some(steadfast_ratelimit::PauseCause::QuotaExhausted),
+        "{status}"
+    );
+    assert_eq!(status.store.expect("store").set_by.as_deref(), Some("a"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 -- ARGV: now (µs, or ''), kind ('throttle', 'success', 'neutral'), sent at
 -- (µs, -1 unknown), configured interval (µs), slowest interval (µs),
 -- pause (µs, -1 none), pause cause, worker, state TTL (ms), adaptive (1/0).
--- Reply: {adapted interval (0: none), pause_until, cut_at, set_by}.
+-- Reply: {adapted interval (0: none), pause_until, cut_at, set_by, pause cause}.
 local now = micros_now(ARGV[1])
 local kind = ARGV[2]
 local sent = tonumber(ARGV[3])
@@ -15,12 +15,13 @@ local worker = ARGV[8]
 local ttl = tonumber(ARGV[9])
 local adaptive = ARGV[10] == '1'
 
-local state = redis.call('HMGET', KEYS[1], 'adapted', 'cut_at', 'raised_at', 'pause_until', 'set_by')
+local state = redis.call('HMGET', KEYS[1], 'adapted', 'cut_at', 'raised_at', 'pause_until', 'set_by', 'pause_cause')
 local adapted = tonumber(state[1])
 local cut_at = tonumber(state[2]) or 0
 local raised_at = tonumber(state[3]) or 0
 local pause_until = tonumber(state[4]) or 0
 local set_by = state[5] or ''
+local pause_cause = state[6] or ''
 local current = configured
 if adapted and adapted > current then current = adapted end
 
@@ -56,7 +57,8 @@ if pause >= 0 then
     redis.call('HSET', KEYS[1], 'pause_until', pause_end, 'pause_cause', cause, 'set_by', worker)
     pause_until = pause_end
     set_by = worker
+    pause_cause = cause
   end
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
-return {adapted or 0, pause_until, cut_at, set_by}
+return {adapted or 0, pause_until, cut_at, set_by, pause_cause}

@@ -385,6 +385,7 @@ struct Seen {
     interval_us: u64,
     pause_until_us: u64,
     set_by: Option<Arc<str>>,
+    pause_cause: Option<PauseCause>,
     last_error: Option<Arc<str>>,
 }
 
@@ -517,6 +518,15 @@ fn text(value: &Value) -> Option<Arc<str>> {
         }
         Value::SimpleString(s) if !s.is_empty() => Some(s.as_str().into()),
         _ => None,
+    }
+}
+
+/// The pause cause the scripts store (the text `PauseCause` displays).
+fn pause_cause(value: &Value) -> Option<PauseCause> {
+    match text(value).as_deref() {
+        Some("quota used up") => Some(PauseCause::QuotaExhausted),
+        Some(_) => Some(PauseCause::RetryAfter),
+        None => None,
     }
 }
 
@@ -703,7 +713,7 @@ impl Shared {
                 return Err(error);
             }
         };
-        if values.len() < 7 {
+        if values.len() < 8 {
             return Err(protocol(format!("the acquire script answered {values:?}")));
         }
         let reply = Reply {
@@ -721,6 +731,7 @@ impl Shared {
         seen.interval_us = reply.interval_us;
         seen.pause_until_us = reply.pause_until_us;
         seen.set_by = text(&values[6]);
+        seen.pause_cause = pause_cause(&values[7]);
         Ok(reply)
     }
 
@@ -992,12 +1003,13 @@ impl Shared {
             Ok(Err(e)) => return Err(self.error(&e)),
             Err(_) => return Err(self.timed_out()),
         };
-        if values.len() >= 4 {
+        if values.len() >= 5 {
             let adapted = unsigned(&values[0])?;
             let mut seen = lock(&self.seen);
             seen.interval_us = adapted.max(self.interval_us);
             seen.pause_until_us = unsigned(&values[1])?;
             seen.set_by = text(&values[3]);
+            seen.pause_cause = pause_cause(&values[4]);
         }
         if kind == "throttle" {
             tracing::info!(target: TARGET, worker = %self.worker, "throttled by the server: shared rate cut");
@@ -1030,7 +1042,7 @@ impl Shared {
             waiting: usize::try_from(self.waiting.load(Relaxed)).unwrap_or(usize::MAX),
             next_free: Duration::ZERO,
             paused_for,
-            pause_cause: paused_for.map(|_| PauseCause::RetryAfter),
+            pause_cause: paused_for.and(seen.pause_cause),
             admitted: self.admitted.load(Relaxed),
             waited: self.waited.load(Relaxed),
             throttled: self.throttled.load(Relaxed),
