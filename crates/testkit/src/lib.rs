@@ -1,6 +1,7 @@
 //! Test helpers shared by the steadfast crates' own tests.
 
 pub mod redis;
+pub mod rng;
 pub mod sim;
 
 use std::cell::RefCell;

@@ -511,13 +511,25 @@ fn unsigned(value: &Value) -> Result<u64, BackendError> {
     Ok(u64::try_from(int(value)?.max(0)).unwrap_or(0))
 }
 
-fn text(value: &Value) -> Option<Arc<str>> {
+fn bytes(value: &Value) -> &[u8] {
     match value {
-        Value::BulkString(bytes) if !bytes.is_empty() => {
-            Some(String::from_utf8_lossy(bytes).as_ref().into())
-        }
-        Value::SimpleString(s) if !s.is_empty() => Some(s.as_str().into()),
-        _ => None,
+        Value::BulkString(bytes) => bytes,
+        Value::SimpleString(s) => s.as_bytes(),
+        _ => &[],
+    }
+}
+
+fn text(value: &Value) -> Option<Arc<str>> {
+    let bytes = bytes(value);
+    (!bytes.is_empty()).then(|| String::from_utf8_lossy(bytes).as_ref().into())
+}
+
+/// Keeps `slot` as it is when `value` says the same (every reply carries
+/// the worker that set the state: no allocation per round trip for it).
+fn update_text(slot: &mut Option<Arc<str>>, value: &Value) {
+    let new = bytes(value);
+    if slot.as_deref().map_or(&[][..], str::as_bytes) != new {
+        *slot = text(value);
     }
 }
 
@@ -730,7 +742,7 @@ impl Shared {
         seen.sync = Some((reply.now_us, started + started.elapsed() / 2));
         seen.interval_us = reply.interval_us;
         seen.pause_until_us = reply.pause_until_us;
-        seen.set_by = text(&values[6]);
+        update_text(&mut seen.set_by, &values[6]);
         seen.pause_cause = pause_cause(&values[7]);
         Ok(reply)
     }
@@ -762,16 +774,7 @@ impl Shared {
 
     async fn acquire(self: &Arc<Self>, n: u32) -> Result<Admission, AcquireError> {
         if self.is_down() {
-            let error = BackendError::new(
-                STORE,
-                BackendErrorKind::Unavailable,
-                lock(&self.seen)
-                    .last_error
-                    .as_deref()
-                    .unwrap_or("unreachable")
-                    .to_owned(),
-            );
-            return self.fall_back(n, error).await;
+            return self.fall_back(n, self.unreachable()).await;
         }
         if self.lease > 1 && n == 1 {
             return self.acquire_leased().await;
@@ -1008,7 +1011,7 @@ impl Shared {
             let mut seen = lock(&self.seen);
             seen.interval_us = adapted.max(self.interval_us);
             seen.pause_until_us = unsigned(&values[1])?;
-            seen.set_by = text(&values[3]);
+            update_text(&mut seen.set_by, &values[3]);
             seen.pause_cause = pause_cause(&values[4]);
         }
         if kind == "throttle" {
